@@ -1,0 +1,19 @@
+"""learnfast: meta-learning for PyTorch on one task contract.
+
+>>> import learnfast as lf
+>>> sampler = lf.EpisodeSampler(x, y, lf.EpisodeSpec(ways=5, shots=1, queries=15))
+>>> maml = lf.MAML(lf.Conv4(out_features=5, strided=True), inner_lr=0.4)
+>>> maml.meta_loss(sampler.sample(32, torch.Generator().manual_seed(0))).loss.backward()
+"""
+from .algorithms import ALGORITHMS, MAML, Algorithm, MetaOutput, ProtoNet
+from .episodes import EpisodeSampler, EpisodeSpec
+from .functional import forward_with, params_of, sgd_step
+from .inner import adapt, sgd
+from .models import MLP, Conv4
+from .tasks import Task, cat_tasks, stack_tasks, task_at, unstack_tasks
+
+__all__ = [
+    "ALGORITHMS", "Algorithm", "Conv4", "EpisodeSampler", "EpisodeSpec", "MAML", "MLP", "MetaOutput", "ProtoNet",
+    "Task", "adapt", "cat_tasks", "forward_with", "params_of", "sgd", "sgd_step", "stack_tasks", "task_at", "unstack_tasks",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,114 @@
+"""The algorithm contract and the meta-batch execution strategies.
+
+An algorithm is an ``nn.Module`` whose ``forward(batch)`` adapts to each task's support set inside
+the call and returns query predictions ``(B, Q, ...)``; it keeps no state between calls.
+``meta_loss(batch)`` returns the scalar the trainer backpropagates.
+
+Gradient-based algorithms write one pure function, ``task_loss(meta_params, task)``, for a single
+task; the meta-batch then runs with a *strategy*:
+
+``loop``  the reference: a Python loop over tasks, meta-gradients through ordinary autograd.
+``vmap``  ``vmap(grad(task_loss))`` over per-task copies of the meta-parameters. This order is
+          exact; ``grad(vmap(...))`` is not (torch 2.13 gives a wrong second-order meta-gradient
+          through conv + BatchNorm with a learnable scale, see ``tests/test_strategies.py``).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import grad, vmap
+
+from .._types import Params
+from ..functional import detach, expand
+from ..tasks import Task, check_batch, task_at
+
+STRATEGIES = ("loop", "vmap")
+LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
+
+
+class MetaOutput(NamedTuple):
+    """What ``meta_loss`` returns.
+
+    ``loss``: scalar to backpropagate (its gradient is the meta-gradient, its value the mean query loss).
+    ``predictions``: detached query predictions ``(B, Q, ...)`` for training metrics.
+    """
+
+    loss: Tensor
+    predictions: Tensor
+
+
+def resolve_loss(name: str):
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
+    return LOSSES[name]
+
+
+def query_loss(loss_fn, predictions: Tensor, targets: Tensor) -> Tensor:
+    """Loss over a batch of query sets: ``(B, Q, C)`` logits with ``(B, Q)`` labels, or matching regression shapes."""
+    return loss_fn(predictions.flatten(0, 1), targets.flatten(0, 1))
+
+
+class Algorithm(nn.Module):
+    """Base class: declares the contract; concrete algorithms are final.
+
+    Subclasses either implement ``task_loss`` (gradient-based: the strategy batches it) or override
+    ``forward`` and ``meta_loss`` directly (metric-based: natively batched).
+    """
+
+    needs_head: bool = True  # does the backbone end in an output layer of size `ways`?
+
+    def __init__(self, loss: str = "cross_entropy", strategy: str = "loop") -> None:
+        super().__init__()
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
+        self.loss_name, self.loss_fn, self.strategy = loss, resolve_loss(loss), strategy
+
+    # -- for gradient-based algorithms -------------------------------------------------------
+    def meta_params(self) -> Params:
+        """All meta-parameters, keyed like ``self.named_parameters()``."""
+        return {k: v for k, v in self.named_parameters() if v.requires_grad}
+
+    def task_predict(self, meta_params: Params, task: Task, inner_steps: int) -> Tensor:
+        """Adapts to one task's support set and predicts its query set ``(Q, ...)``. Pure."""
+        raise NotImplementedError
+
+    def task_loss(self, meta_params: Params, task: Task, inner_steps: int) -> tuple[Tensor, Tensor]:
+        """Query loss of one task after adaptation, and the query predictions. Pure."""
+        predictions = self.task_predict(meta_params, task, inner_steps)
+        return self.loss_fn(predictions, task.query_y), predictions
+
+    def default_steps(self) -> int:
+        raise NotImplementedError
+
+    def forward(self, batch: Task, inner_steps: int | None = None) -> Tensor:
+        """Query predictions ``(B, Q, ...)`` for a batch of tasks, each adapted to its own support set."""
+        check_batch(batch)
+        steps = self.default_steps() if inner_steps is None else inner_steps
+        meta_params = self.meta_params()
+        if self.strategy == "vmap":
+            predict = lambda p, *fields: self.task_predict(p, Task(*fields), steps)
+            return vmap(predict, in_dims=(None, 0, 0, 0, 0))(meta_params, *batch)
+        return torch.stack([self.task_predict(meta_params, task_at(batch, i), steps) for i in range(batch.batch_size)])
+
+    def meta_loss(self, batch: Task) -> MetaOutput:
+        """Mean query loss over the batch after adaptation; backward gives the meta-gradient."""
+        check_batch(batch)
+        steps = self.default_steps()
+        meta_params = self.meta_params()
+        if self.strategy == "loop":
+            losses, predictions = zip(*(self.task_loss(meta_params, task_at(batch, i), steps) for i in range(batch.batch_size)))
+            return MetaOutput(torch.stack(losses).mean(), torch.stack(predictions).detach())
+
+        def one_task(p: Params, *fields: Tensor):
+            loss, predictions = self.task_loss(p, Task(*fields), steps)
+            return loss, (loss, predictions)
+
+        # vmap(grad(.)) over per-task copies of detached meta-parameters: exact, and no outer graph.
+        grads, (losses, predictions) = vmap(grad(one_task, has_aux=True))(expand(detach(meta_params), batch.batch_size), *batch)
+        surrogate = sum((meta_params[k] * g.mean(0)).sum() for k, g in grads.items())
+        # value = mean query loss, gradient = mean per-task meta-gradient
+        loss = surrogate - surrogate.detach() + losses.mean()
+        return MetaOutput(loss, predictions.detach())

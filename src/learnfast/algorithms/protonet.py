@@ -1,0 +1,63 @@
+"""Prototypical Networks.
+
+Snell, Swersky & Zemel (2017). Prototypical Networks for Few-shot Learning. NeurIPS.
+
+Each class is represented by the mean embedding (prototype) of its support items; a query is
+classified by a softmax over negative squared Euclidean distances to the prototypes.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import vmap
+
+from ..tasks import Task, check_batch
+from .base import Algorithm, MetaOutput, query_loss
+
+
+def prototypes(support_z: Tensor, support_y: Tensor, ways: int) -> Tensor:
+    """Class means of support embeddings: ``(B, S, D)``, labels ``(B, S)`` -> ``(B, ways, D)``."""
+    onehot = F.one_hot(support_y, ways).to(support_z.dtype)  # (B, S, N)
+    return onehot.transpose(1, 2) @ support_z / onehot.sum(1).unsqueeze(-1)
+
+
+def squared_distances(query_z: Tensor, protos: Tensor) -> Tensor:
+    """``(B, Q, D)`` x ``(B, N, D)`` -> ``(B, Q, N)`` squared Euclidean distances."""
+    return (query_z.pow(2).sum(-1, keepdim=True) - 2 * query_z @ protos.transpose(1, 2) + protos.pow(2).sum(-1).unsqueeze(1))
+
+
+class ProtoNet(Algorithm):
+    """Prototypical Networks over any embedding network (no output head).
+
+    Support and query items of a task go through the encoder together, one task per call, so
+    BatchNorm statistics are per task; tasks of a batch run under ``vmap``.
+
+    Args:
+        model: the embedding network ``(n, ...) -> (n, D)``.
+
+    Returns (forward): logits ``(B, Q, ways)``, the negative squared distances.
+    """
+
+    needs_head = False
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(loss="cross_entropy")
+        self.model = model
+
+    def embed(self, x: Tensor) -> Tensor:
+        """``(B, n, ...) -> (B, n, D)``, one encoder call per task."""
+        if x.shape[0] == 1:
+            return self.model(x[0]).unsqueeze(0)
+        return vmap(self.model)(x)
+
+    def forward(self, batch: Task) -> Tensor:
+        check_batch(batch)
+        ways = int(batch.support_y.max()) + 1
+        s = batch.support_x.shape[1]
+        z = self.embed(torch.cat([batch.support_x, batch.query_x], dim=1))  # (B, S+Q, D)
+        return -squared_distances(z[:, s:], prototypes(z[:, :s], batch.support_y, ways))
+
+    def meta_loss(self, batch: Task) -> MetaOutput:
+        logits = self(batch)
+        return MetaOutput(query_loss(self.loss_fn, logits, batch.query_y), logits.detach())

@@ -1,0 +1,196 @@
+"""``learnfast``: train, evaluate and list meta-learners from the command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from .train.config import ConfigError, RunConfig, list_configs, load_config
+
+# flag -> (section, key, type)
+TRAIN_FLAGS = {
+    "dataset": ("data", "dataset", str), "split": ("data", "split", str), "backbone": ("model", "backbone", str),
+    "ways": ("train", "ways", int), "shots": ("train", "shots", int), "queries": ("train", "queries", int),
+    "meta_batch": ("train", "meta_batch", int), "iterations": ("train", "iterations", int), "lr": ("train", "lr", float),
+    "val_every": ("train", "val_every", int), "val_episodes": ("train", "val_episodes", int),
+    "checkpoint_every": ("train", "checkpoint_every", int), "seed": ("train", "seed", int),
+}
+
+
+def _parse_value(text: str) -> Any:
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare string
+
+
+def _config_from_args(args: argparse.Namespace) -> RunConfig:
+    cfg = load_config(args.config) if args.config else RunConfig(name=args.algorithm or "run")
+    if args.algorithm:
+        cfg.algorithm = {"name": args.algorithm} if cfg.algorithm.get("name") != args.algorithm else cfg.algorithm
+    for flag, (section, key, _) in TRAIN_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            cfg.override(section, key, value)
+    for item in args.set:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError(f"--set {item!r}: write SECTION.KEY=VALUE, e.g. --set algorithm.inner_lr=0.4")
+        path, value = item.split("=", 1)
+        section, key = path.split(".", 1)
+        if section not in ("algorithm", "data", "model", "train", "eval"):
+            raise ConfigError(f"--set {item!r}: unknown section {section!r}; use algorithm, data, model, train or eval")
+        cfg.override(section, key, _parse_value(value))
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .train.build import build_source
+    from .train.evaluate import evaluate
+    from .train.trainer import Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = _config_from_args(args)
+    out = Path(args.out or f"runs/{cfg.name}")
+    command = "learnfast " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    trainer = Trainer(cfg, out, data_root=args.data_root, progress=not args.no_progress, command=command)
+    summary = trainer.fit(resume=args.resume)
+    print(json.dumps({"out": str(out), **summary}))
+    if args.test_episodes:
+        from .train.checkpoint import load_checkpoint
+
+        trainer.algorithm.load_state_dict(load_checkpoint(out / "best.safetensors").weights)
+        e = cfg.eval
+        result = evaluate(trainer.algorithm, build_source(cfg, "test", e.ways, e.shots, e.queries, args.data_root),
+                          trainer.metric, args.test_episodes, seed=e.seed, progress=not args.no_progress)
+        print(f"test ({cfg.data.dataset}/{cfg.data.split}, {e.ways}-way {e.shots}-shot, best checkpoint): {result}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from .train.build import build_algorithm, build_source, metric_name
+    from .train.checkpoint import load_checkpoint
+    from .train.evaluate import evaluate
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ckpt = load_checkpoint(args.checkpoint)
+    cfg = RunConfig.from_dict(ckpt.meta["config"], source=str(args.checkpoint))
+    for flag in ("ways", "shots", "queries"):
+        if getattr(args, flag) is not None:
+            cfg.override("eval", flag, getattr(args, flag))
+    if args.split:
+        cfg.override("data", "split", args.split)
+    algorithm = build_algorithm(cfg)
+    algorithm.load_state_dict(ckpt.weights)
+    e = cfg.eval
+    episodes = args.episodes or e.episodes
+    seed = e.seed if args.seed is None else args.seed
+    metric = metric_name(cfg)
+    source = build_source(cfg, "test", e.ways, e.shots, e.queries, args.data_root)
+    result = evaluate(algorithm, source, metric, episodes, seed=seed, inner_steps=args.inner_steps, progress=not args.json)
+    report = {
+        "algorithm": cfg.algorithm["name"], "dataset": cfg.data.dataset,
+        "split": cfg.data.split if cfg.data.dataset == "omniglot" else None,
+        "ways": e.ways if metric == "accuracy" else None, "shots": e.shots, "queries": e.queries,
+        "episodes": result.episodes, "seed": seed, "metric": metric, "mean": result.mean, "ci95": result.ci95,
+        "inner_steps": args.inner_steps, "checkpoint": str(args.checkpoint),
+        "iteration": ckpt.meta.get("iteration"), "train_seconds": ckpt.meta.get("train_seconds"),
+    }
+    print(json.dumps(report) if args.json else f"{cfg.name}: {result}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .algorithms import ALGORITHMS
+    from .models import BACKBONES
+    from .train.build import DATASETS
+
+    listing = {
+        "algorithms": {name: (cls.__doc__ or "").strip().splitlines()[0] for name, cls in ALGORITHMS.items()},
+        "datasets": DATASETS, "backbones": BACKBONES, "configs": list_configs(),
+    }
+    if args.json:
+        print(json.dumps(listing))
+        return 0
+    for section, items in listing.items():
+        print(f"{section}:")
+        for item in items:
+            print(f"  {item:24s} {items[item]}" if isinstance(items, dict) else f"  {item}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(out=Path(args.out), data_root=args.data_root, zoo=Path(args.zoo))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="learnfast", description="Meta-learning for PyTorch: train, evaluate and list few-shot learners.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="meta-train from a config (name or TOML path) and/or flags",
+                           description="Meta-train an algorithm. Flags override the config; `--set SECTION.KEY=VALUE` sets anything else.")
+    train.add_argument("config", nargs="?", help=f"config name or TOML path (named: {', '.join(list_configs())})")
+    train.add_argument("--algorithm", help="algorithm name (see `learnfast list`)")
+    for flag, (section, key, typ) in TRAIN_FLAGS.items():
+        train.add_argument("--" + flag.replace("_", "-"), dest=flag, type=typ, help=f"{section}.{key}")
+    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override any config value, e.g. algorithm.inner_lr=0.4")
+    train.add_argument("--out", help="run folder (default runs/CONFIG_NAME)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    train.add_argument("--test-episodes", type=int, default=0, help="after training, evaluate the best checkpoint on this many test episodes")
+    train.add_argument("--data-root", help="folder holding omniglot/ (default $LEARNFAST_DATA)")
+    train.add_argument("--threads", type=int, help="torch CPU threads")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on fixed, seeded test episodes (mean ± 95%% CI)")
+    ev.add_argument("checkpoint", help="a .safetensors checkpoint (runs/NAME/best.safetensors, zoo/...)")
+    ev.add_argument("--episodes", type=int, help="number of test episodes (default: the config's, 600 or 1000)")
+    ev.add_argument("--seed", type=int, help="seed of the fixed episode set (default: the config's, 0)")
+    ev.add_argument("--ways", type=int, help="override eval ways")
+    ev.add_argument("--shots", type=int, help="override eval shots")
+    ev.add_argument("--queries", type=int, help="override eval queries per class")
+    ev.add_argument("--split", help="override the class split (omniglot: vinyals | lake)")
+    ev.add_argument("--inner-steps", type=int, help="test-time adaptation steps (gradient-based methods)")
+    ev.add_argument("--data-root", help="folder holding omniglot/ (default $LEARNFAST_DATA)")
+    ev.add_argument("--threads", type=int, help="torch CPU threads")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.set_defaults(func=cmd_eval)
+
+    ls = sub.add_parser("list", help="list algorithms, datasets, backbones and named configs")
+    ls.add_argument("--json", action="store_true", help="print one JSON object")
+    ls.set_defaults(func=cmd_list)
+
+    demo = sub.add_parser("demo", help="the main job: sinusoid MAML vs. pretrained table + plot, and the zoo's Omniglot ProtoNet")
+    demo.add_argument("--out", default="demo_out", help="folder for the plot and results")
+    demo.add_argument("--zoo", default="zoo", help="folder of shipped checkpoints")
+    demo.add_argument("--data-root", help="folder holding omniglot/ (default $LEARNFAST_DATA)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"learnfast {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; resume with the same command plus --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Parameter-dict arithmetic and functional forward passes over a plain ``nn.Module``.
+
+The model is never rewritten: adapted weights live in a ``Params`` dict and reach the model
+through ``torch.func.functional_call``.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from ._types import Params
+
+
+def params_of(module: nn.Module) -> Params:
+    """The module's trainable parameters, keyed like ``named_parameters()`` (tensors are shared, not copied)."""
+    return {name: p for name, p in module.named_parameters() if p.requires_grad}
+
+
+def forward_with(module: nn.Module, params: Params, x: Tensor) -> Tensor:
+    """``module(x)`` with ``params`` in place of the module's own (missing keys fall back to the module's)."""
+    return functional_call(module, params, (x,), strict=False)
+
+
+def sgd_step(params: Params, grads: Params, lr: float | Params) -> Params:
+    """``params - lr * grads`` key by key; ``lr`` may be a scalar or a per-parameter dict (Meta-SGD). Not in place."""
+    if isinstance(lr, dict):
+        return {k: p - lr[k] * grads[k] for k, p in params.items()}
+    return {k: p - lr * grads[k] for k, p in params.items()}
+
+
+def detach(params: Params) -> Params:
+    """The same dict with every tensor detached from the graph."""
+    return {k: v.detach() for k, v in params.items()}
+
+
+def expand(params: Params, batch_size: int) -> Params:
+    """Per-task views ``(B, *shape)`` of every parameter, for ``vmap`` over tasks (no copy)."""
+    return {k: v.expand(batch_size, *v.shape) for k, v in params.items()}

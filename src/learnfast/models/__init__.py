@@ -1,0 +1,29 @@
+"""Backbones: plain ``nn.Module``s that any algorithm can adapt through ``functional_call``."""
+from __future__ import annotations
+
+from torch import nn
+
+from .conv4 import Conv4
+from .mlp import MLP
+
+BACKBONES = {
+    "conv4": "4 x [conv3x3-64, BatchNorm, ReLU, max-pool 2] (Vinyals / ProtoNet); 64-d features at 28x28",
+    "conv4-strided": "4 x [conv3x3-64 stride 2, BatchNorm, ReLU], spatial mean (MAML's Omniglot network)",
+    "mlp": "fully connected ReLU network, hidden sizes 40-40 by default (MAML's sinusoid network)",
+}
+
+
+def build_backbone(name: str, in_shape: tuple[int, ...], out_features: int | None, hidden: int | None = None) -> nn.Module:
+    """Builds a backbone by name for inputs of shape ``in_shape`` (without batch dim).
+
+    ``out_features=None`` leaves off the head (for metric methods that use the features).
+    """
+    if name in ("conv4", "conv4-strided"):
+        return Conv4(in_channels=in_shape[0], hidden=hidden or 64, out_features=out_features, strided=name == "conv4-strided")
+    if name == "mlp":
+        width = hidden or 40
+        return MLP(in_features=in_shape[-1], hidden=(width, width), out_features=out_features or 1)
+    raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
+
+
+__all__ = ["BACKBONES", "Conv4", "MLP", "build_backbone"]

@@ -1,0 +1,58 @@
+"""The 4-block convolutional backbone of the few-shot literature (Vinyals et al. 2016; Finn et al. 2017)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def channels_last(x: Tensor) -> Tensor:
+    """``x`` in channels-last layout; unchanged inside ``vmap``, which does not support layout changes."""
+    try:
+        return x.contiguous(memory_format=torch.channels_last)
+    except RuntimeError:  # "NYI: clone(memory_format) inside vmap"
+        return x
+
+
+def _block(in_channels: int, out_channels: int, strided: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, 3, stride=2 if strided else 1, padding=1),
+        # Per-batch statistics only: each forward call (one task) normalises with its own batch,
+        # and nothing is carried between tasks.
+        nn.BatchNorm2d(out_channels, track_running_stats=False),
+        nn.ReLU(),
+    ]
+    if not strided:
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+class Conv4(nn.Module):
+    """Four conv blocks of ``hidden`` channels, then an optional linear head.
+
+    Max-pool variant (``strided=False``): conv3x3, BN, ReLU, 2x2 max-pool; 28x28 -> 64-d features.
+    Strided variant (MAML's Omniglot net): conv3x3 stride 2, BN, ReLU; features are the spatial mean.
+
+    Args:
+        in_channels: image channels (1 for Omniglot).
+        hidden: channels of every block.
+        out_features: size of the linear head (e.g. ``ways``); ``None`` returns the features.
+        strided: which variant.
+
+    Shapes: ``(n, C, H, W) -> (n, out_features)`` or ``(n, feature_dim)``.
+    """
+
+    def __init__(self, in_channels: int = 1, hidden: int = 64, out_features: int | None = None, strided: bool = False) -> None:
+        super().__init__()
+        self.strided = strided
+        self.features = nn.Sequential(
+            _block(in_channels, hidden, strided), *(_block(hidden, hidden, strided) for _ in range(3))
+        )
+        self.head = nn.Linear(hidden, out_features) if out_features is not None else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Channels-last makes BN/ReLU/max-pool several times faster on CPU; the first conv's output
+        # stays in the slow layout for 1-channel input unless it is forced after the first block.
+        x = channels_last(self.features[0](channels_last(x)))
+        x = self.features[1:](x)
+        x = x.mean(dim=(2, 3)) if self.strided else x.flatten(1)  # (n, hidden) at 28x28
+        return self.head(x) if self.head is not None else x

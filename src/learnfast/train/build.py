@@ -1,0 +1,70 @@
+"""From a RunConfig to live objects: the algorithm (with its backbone) and the task sources."""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import torch
+
+from ..algorithms import ALGORITHMS, Algorithm
+from ..data.omniglot import omniglot_split
+from ..data.regression import SinusoidTasks
+from ..episodes import EpisodeSampler, EpisodeSpec
+from ..models import build_backbone
+from .config import ConfigError, RunConfig
+
+DATASETS = {
+    "omniglot": "Omniglot 28x28 characters; splits: vinyals (1100/100/423 characters + rotations), lake (background/evaluation)",
+    "sinusoid": "sinusoid regression y = A sin(x - phase), the MAML protocol",
+}
+REGRESSION = {"sinusoid"}
+
+
+def metric_name(cfg: RunConfig) -> str:
+    return "mse" if cfg.data.dataset in REGRESSION else "accuracy"
+
+
+def build_algorithm(cfg: RunConfig, seed: int | None = None) -> Algorithm:
+    """The configured algorithm with a freshly initialised backbone (initialised from ``seed``)."""
+    name = cfg.algorithm.get("name")
+    if name not in ALGORITHMS:
+        raise ConfigError(f"unknown algorithm {name!r}; registered: {sorted(ALGORITHMS)}")
+    if cfg.data.dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {cfg.data.dataset!r}; available: {sorted(DATASETS)}")
+    cls = ALGORITHMS[name]
+    args = {k: v for k, v in cfg.algorithm.items() if k != "name"}
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "model"}
+    unknown = set(args) - accepted
+    if unknown:
+        raise ConfigError(f"[algorithm] {name} does not take {sorted(unknown)}; it takes {sorted(accepted)}")
+    regression = cfg.data.dataset in REGRESSION
+    if regression and "loss" in accepted:
+        args.setdefault("loss", "mse")
+    elif regression:
+        raise ConfigError(f"{name} is a classification method; it cannot run on the regression dataset {cfg.data.dataset!r}")
+    in_shape = (1,) if regression else (1, 28, 28)
+    out = 1 if regression else cfg.train.ways
+    if cls.needs_head and not regression and cfg.eval.ways != cfg.train.ways:
+        raise ConfigError(
+            f"{name} has an output layer of train.ways={cfg.train.ways} units, so eval.ways must match (got {cfg.eval.ways}); "
+            f"set both to the same value"
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.train.seed if seed is None else seed)
+        model = build_backbone(cfg.model.backbone, in_shape, out if cls.needs_head else None, cfg.model.hidden)
+    return cls(model=model, **args)
+
+
+def _to_float_image(x: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(..., 28, 28)`` -> float ``(..., 1, 28, 28)`` in [0, 1], ink = 1."""
+    return (x.float() / 255.0).unsqueeze(-3)
+
+
+def build_source(cfg: RunConfig, part: str, ways: int, shots: int, queries: int, root: str | Path | None = None):
+    """A task source for ``part`` (train/val/test): ``.sample(batch_size, generator) -> Task``."""
+    if cfg.data.dataset == "sinusoid":
+        return SinusoidTasks(shots=shots, queries=queries)
+    if cfg.data.dataset == "omniglot":
+        split = omniglot_split(cfg.data.split, part, root)
+        return EpisodeSampler(split.images, split.labels, EpisodeSpec(ways, shots, queries), transform=_to_float_image)
+    raise ConfigError(f"unknown dataset {cfg.data.dataset!r}; available: {sorted(DATASETS)}")

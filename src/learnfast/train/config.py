@@ -1,0 +1,132 @@
+"""Run configuration: a TOML file (or flags) -> validated dataclasses. Unknown keys are errors."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or flag is malformed; the message names the key and the fix."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "omniglot"  # omniglot | sinusoid
+    split: str = "vinyals"  # omniglot: vinyals | lake
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "conv4"  # conv4 | conv4-strided | mlp
+    hidden: int | None = None  # channels / units; backbone default when unset
+
+
+@dataclass
+class TrainConfig:
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+    meta_batch: int = 32
+    iterations: int = 1000
+    lr: float = 1e-3  # Adam
+    lr_halve_every: int = 0  # halve the outer lr every this many iterations (0: never)
+    val_every: int = 500
+    val_episodes: int = 200
+    checkpoint_every: int = 100
+    seed: int = 0
+
+
+@dataclass
+class EvalConfig:
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+    episodes: int = 600
+    seed: int = 0
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; stored inside every checkpoint."""
+
+    name: str = "run"
+    algorithm: dict[str, Any] = field(default_factory=lambda: {"name": "maml"})
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> "RunConfig":
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(raw) - set(sections)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)}; allowed top-level keys: {sorted(sections)}")
+        kwargs: dict[str, Any] = {}
+        for name, value in raw.items():
+            if name == "name":
+                kwargs[name] = str(value)
+            elif name == "algorithm":
+                if not isinstance(value, dict) or "name" not in value:
+                    raise ConfigError(f"{source}: [algorithm] needs a `name` (e.g. name = \"maml\") plus that algorithm's arguments")
+                kwargs[name] = dict(value)
+            else:
+                kwargs[name] = _section(sections[name].default_factory(), value, f"{source} [{name}]")  # type: ignore[misc]
+        return cls(**kwargs)
+
+    def override(self, section: str, key: str, value: Any) -> None:
+        """Sets ``section.key`` (e.g. from a CLI flag), with the same validation as a file."""
+        if section == "algorithm":
+            self.algorithm[key] = value
+            return
+        target = getattr(self, section)
+        _section(target, {key: value}, f"--{key}", into=target)
+
+
+def _section(default: Any, values: Any, where: str, into: Any = None) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a table of keys, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(default)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(fields)}")
+    target = into if into is not None else default
+    for key, value in values.items():
+        expected = type(getattr(default, key))
+        if getattr(default, key) is not None and not isinstance(value, expected) and not (expected is float and isinstance(value, int)):
+            raise ConfigError(f"{where}: {key} = {value!r} should be of type {expected.__name__}")
+        setattr(target, key, float(value) if expected is float else value)
+    return target
+
+
+def load_config(name_or_path: str | Path) -> RunConfig:
+    """Loads a TOML config by path, or by name from the package's ``configs/`` folder."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        candidate = CONFIG_DIR / f"{name_or_path}.toml"
+        if not candidate.is_file():
+            raise ConfigError(f"no config file {str(name_or_path)!r} and no named config; named configs: {', '.join(list_configs())}")
+        path = candidate
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from err
+    raw.setdefault("name", path.stem)
+    return RunConfig.from_dict(raw, source=str(path))
+
+
+def list_configs() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
