@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .train.config import ConfigError, RunConfig, list_configs, load_config
+from .data.omniglot import OmniglotDataError
+from .train.checkpoint import CheckpointError
+from .train.config import ConfigError, RunConfig, list_configs, load_config, tomllib
 
 # flag -> (section, key, type)
 TRAIN_FLAGS = {
@@ -21,8 +23,6 @@ TRAIN_FLAGS = {
 
 
 def _parse_value(text: str) -> Any:
-    import tomllib
-
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
+    except (ConfigError, CheckpointError, OmniglotDataError, FileNotFoundError, ValueError, FloatingPointError) as err:
         print(f"learnfast {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -57,14 +57,15 @@ class EpisodeSampler:
             )
         if labels.is_floating_point() or labels.dtype == torch.bool:
             raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}; map class names to ints first")
-        class_ids, counts = torch.unique(labels, return_counts=True)
+        class_ids, counts = torch.unique(labels, return_counts=True)  # sorted ids
+        offsets = torch.cumsum(counts, 0) - counts  # where each class starts in labels sorted by class
         if classes is not None:
             classes = torch.as_tensor(classes)
             missing = classes[~torch.isin(classes, class_ids)]
             if missing.numel():
                 raise ValueError(f"class split names {missing.numel()} class ids absent from labels (e.g. {missing[:5].tolist()})")
             keep = torch.isin(class_ids, classes)
-            class_ids, counts = class_ids[keep], counts[keep]
+            class_ids, counts, offsets = class_ids[keep], counts[keep], offsets[keep]
         need = spec.shots + spec.queries
         if spec.ways > class_ids.numel():
             raise ValueError(
@@ -79,17 +80,15 @@ class EpisodeSampler:
                 f"or ways to at most {int(enough.sum())}"
             )
         # Classes too small for this spec are left out rather than failing later mid-training.
-        class_ids, counts = class_ids[enough], counts[enough]
+        class_ids, counts, offsets = class_ids[enough], counts[enough], offsets[enough]
         self.inputs, self.spec, self.transform = inputs, spec, transform
         self.class_ids = class_ids
         # (C, max_count) table of item indices per class, padded with -1.
         order = torch.argsort(labels, stable=True)
-        sorted_labels = labels[order]
-        table = torch.full((class_ids.numel(), int(counts.max())), -1, dtype=torch.long)
-        for row, cid in enumerate(class_ids.tolist()):  # once, at construction
-            items = order[sorted_labels == cid]
-            table[row, : items.numel()] = items
-        self.table, self.counts = table, counts
+        column = torch.arange(int(counts.max()))
+        valid = column < counts[:, None]  # (C, max_count)
+        table = order[(offsets[:, None] + column).clamp(max=labels.numel() - 1)]
+        self.table, self.counts = table.masked_fill(~valid, -1), counts
 
     @property
     def num_classes(self) -> int:
