@@ -88,7 +88,10 @@ class Algorithm(nn.Module):
         check_batch(batch)
         steps = self.default_steps() if inner_steps is None else inner_steps
         meta_params = self.meta_params()
-        if self.strategy == "vmap":
+        # vmap over shared meta-parameters is grad(vmap(.)) under backward: wrong through BatchNorm,
+        # so it serves only prediction; a differentiable forward takes the reference loop.
+        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in meta_params.values())
+        if self.strategy == "vmap" and not needs_grad:
             predict = lambda p, *fields: self.task_predict(p, Task(*fields), steps)
             return vmap(predict, in_dims=(None, 0, 0, 0, 0))(meta_params, *batch)
         return torch.stack([self.task_predict(meta_params, task_at(batch, i), steps) for i in range(batch.batch_size)])

@@ -139,8 +139,11 @@ def load_omniglot(name: str = "images_background", root: str | Path | None = Non
         )
     cached = cache_dir() / f"omniglot_{name}_{sha[:16]}_{IMAGE_SIZE}.npz"
     if cached.is_file():
-        with np.load(cached) as z:
-            return OmniglotArchive(z["images"], list(z["alphabets"]), list(z["characters"]))
+        try:
+            with np.load(cached) as z:
+                return OmniglotArchive(z["images"], list(z["alphabets"]), list(z["characters"]))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            cached.unlink(missing_ok=True)  # a damaged cache is rebuilt from the archive
     archive = _read_zip(path, name)
     tmp = cached.with_suffix(".tmp.npz")
     np.savez(tmp, images=archive.images, alphabets=np.array(archive.alphabets), characters=np.array(archive.characters))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,12 +106,28 @@ def _section(default: Any, values: Any, where: str, into: Any = None) -> Any:
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(fields)}")
     target = into if into is not None else default
+    hints = typing.get_type_hints(type(default))
     for key, value in values.items():
-        expected = type(getattr(default, key))
-        if getattr(default, key) is not None and not isinstance(value, expected) and not (expected is float and isinstance(value, int)):
-            raise ConfigError(f"{where}: {key} = {value!r} should be of type {expected.__name__}")
-        setattr(target, key, float(value) if expected is float else value)
+        allowed = _allowed_types(hints[key])
+        if not any(_is_instance(value, t) for t in allowed):
+            names = " or ".join("none" if t is type(None) else t.__name__ for t in allowed)
+            raise ConfigError(f"{where}: {key} = {value!r} should be of type {names}")
+        setattr(target, key, float(value) if float in allowed and isinstance(value, int) else value)
     return target
+
+
+def _allowed_types(hint: Any) -> tuple[type, ...]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def _is_instance(value: Any, expected: type) -> bool:
+    if isinstance(value, bool):  # bool is an int subclass, but `ways = true` is a mistake
+        return expected is bool
+    if expected is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, expected)
 
 
 def load_config(name_or_path: str | Path) -> RunConfig:

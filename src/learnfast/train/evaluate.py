@@ -1,6 +1,7 @@
 """The evaluation protocol: a fixed, seeded set of test episodes; mean and 95% confidence interval."""
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -70,10 +71,12 @@ def evaluate(
 ) -> EvalResult:
     """Scores ``algorithm`` on ``episodes`` fixed episodes of ``source`` (seeded by ``seed``).
 
-    ``inner_steps`` overrides the algorithm's test-time adaptation steps where it has any.
+    ``inner_steps`` overrides a gradient-based algorithm's test-time adaptation steps (others raise ``ValueError``).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if inner_steps is not None and "inner_steps" not in inspect.signature(algorithm.forward).parameters:
+        raise ValueError(f"{type(algorithm).__name__} does not adapt by gradient steps; drop inner_steps / --inner-steps")
     was_training = algorithm.training
     algorithm.eval()
     kwargs = {} if inner_steps is None else {"inner_steps": inner_steps}

@@ -1,0 +1,206 @@
+"""The trainer: outputs on disk, bitwise-exact kill + resume, and failing fast on a non-finite loss."""
+import json
+import math
+
+import pytest
+import torch
+
+from learnfast.train.checkpoint import load_checkpoint
+from learnfast.train.config import RunConfig
+from learnfast.train.trainer import Trainer
+
+
+def sinusoid_cfg(iterations=12, **train):
+    cfg = RunConfig(name="tiny-sine", algorithm={"name": "maml", "inner_lr": 0.01, "inner_steps": 1, "eval_inner_steps": 2})
+    cfg.data.dataset = "sinusoid"
+    cfg.model.backbone, cfg.model.hidden = "mlp", 8
+    settings = dict(shots=5, queries=5, meta_batch=4, iterations=iterations, lr=1e-2,
+                    val_every=6, val_episodes=4, checkpoint_every=4, seed=3)
+    settings.update(train)
+    for key, value in settings.items():
+        setattr(cfg.train, key, value)
+    cfg.eval.shots, cfg.eval.queries, cfg.eval.episodes = 5, 10, 4
+    return cfg
+
+
+def read_log(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def without_time(record):
+    return {k: v for k, v in record.items() if k != "train_seconds"}
+
+
+def test_tiny_run_writes_outputs(tmp_path):
+    seen = []
+    trainer = Trainer(sinusoid_cfg(), tmp_path, progress=False, command="pytest",
+                      callbacks=(lambda it, rec: seen.append(it),))
+    summary = trainer.fit()
+    assert seen == list(range(1, 13))
+    assert summary["iteration"] == 12
+    assert math.isfinite(summary["loss"]) and math.isfinite(summary["mse"])
+    assert summary["best_score"] == pytest.approx(min(r["val_mse"] for r in read_log(tmp_path / "metrics.jsonl") if "val_mse" in r))
+    assert {p.name for p in tmp_path.iterdir()} == {"best.safetensors", "last.safetensors", "metrics.jsonl"}
+
+    last = load_checkpoint(tmp_path / "last.safetensors")
+    assert last.meta["iteration"] == 12 and last.meta["command"] == "pytest" and last.meta["metric"] == "mse"
+    assert RunConfig.from_dict(last.meta["config"]) == trainer.cfg
+    assert last.optimizer is not None and "train" in last.rng
+    for k, v in trainer.algorithm.state_dict().items():
+        assert torch.equal(last.weights[k], v), k
+    best = load_checkpoint(tmp_path / "best.safetensors")
+    assert best.optimizer is None and "val_score" in best.meta
+
+    log = read_log(tmp_path / "metrics.jsonl")
+    assert [r["iteration"] for r in log] == [6, 10, 12]  # every LOG_EVERY=10 and at each validation
+    assert all("val_mse" in r for r in log if r["iteration"] in (6, 12))
+
+
+def test_kill_and_resume_is_bitwise_identical(tmp_path):
+    cfg = sinusoid_cfg(iterations=12, checkpoint_every=4, val_every=6)
+    a = Trainer(cfg, tmp_path / "a", progress=False)
+    summary_a = a.fit()
+
+    class Killed(KeyboardInterrupt):
+        pass
+
+    def kill_at_7(iteration, record):
+        if iteration == 7:  # between checkpoints (4 and 8), after a validation at 6
+            raise Killed
+
+    b = Trainer(sinusoid_cfg(iterations=12, checkpoint_every=4, val_every=6), tmp_path / "b", progress=False, callbacks=(kill_at_7,))
+    with pytest.raises(Killed):
+        b.fit()
+    assert load_checkpoint(tmp_path / "b" / "last.safetensors").meta["iteration"] == 4
+    assert [r["iteration"] for r in read_log(tmp_path / "b" / "metrics.jsonl")] == [6]  # logged after the checkpoint
+
+    resumed = Trainer(sinusoid_cfg(iterations=12, checkpoint_every=4, val_every=6), tmp_path / "b", progress=False)
+    summary_b = resumed.fit(resume=True)
+
+    for k, v in a.algorithm.state_dict().items():
+        assert torch.equal(resumed.algorithm.state_dict()[k], v), k
+    assert without_time(summary_a) == without_time(summary_b)
+    log_a, log_b = read_log(tmp_path / "a" / "metrics.jsonl"), read_log(tmp_path / "b" / "metrics.jsonl")
+    iterations_b = [r["iteration"] for r in log_b]
+    assert len(iterations_b) == len(set(iterations_b)), f"duplicate iterations in the log: {iterations_b}"
+    assert log_a == log_b
+    for name in ("best.safetensors", "last.safetensors"):
+        ca, cb = load_checkpoint(tmp_path / "a" / name), load_checkpoint(tmp_path / "b" / name)
+        assert all(torch.equal(ca.weights[k], cb.weights[k]) for k in ca.weights), name
+        assert ca.meta["iteration"] == cb.meta["iteration"]
+
+
+def test_resume_can_extend_a_finished_run(tmp_path):
+    Trainer(sinusoid_cfg(iterations=8), tmp_path / "short", progress=False).fit()
+    extended = Trainer(sinusoid_cfg(iterations=12), tmp_path / "short", progress=False)
+    extended.fit(resume=True)
+    straight = Trainer(sinusoid_cfg(iterations=12), tmp_path / "long", progress=False)
+    straight.fit()
+    # iteration 8 of the short run was a final validation + checkpoint; weights must still continue identically
+    for k, v in straight.algorithm.state_dict().items():
+        assert torch.equal(extended.algorithm.state_dict()[k], v), k
+
+
+def test_resume_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no .*last.safetensors to resume from"):
+        Trainer(sinusoid_cfg(), tmp_path, progress=False).fit(resume=True)
+    Trainer(sinusoid_cfg(iterations=4), tmp_path, progress=False).fit()
+    with pytest.raises(ValueError, match="different config"):
+        Trainer(sinusoid_cfg(iterations=4, lr=0.5), tmp_path, progress=False).fit(resume=True)
+
+
+def test_non_finite_loss_fails_fast_and_keeps_last_checkpoint(tmp_path):
+    # Adam with a huge lr makes the weights explode after the first step
+    cfg = sinusoid_cfg(iterations=6, lr=1e30, checkpoint_every=1, val_every=100)
+    trainer = Trainer(cfg, tmp_path, progress=False)
+    with pytest.raises(FloatingPointError) as info:
+        trainer.fit()
+    message = str(info.value)
+    last = tmp_path / "last.safetensors"
+    ckpt = load_checkpoint(last)
+    assert f"nothing after {last} was saved" in message
+    assert f"at iteration {ckpt.meta['iteration'] + 1}" in message
+    assert all(torch.isfinite(v).all() for v in ckpt.weights.values())
+
+
+def test_non_finite_on_first_iteration(tmp_path):
+    cfg = sinusoid_cfg(iterations=3)
+    cfg.algorithm["inner_lr"] = 1e30
+    with pytest.raises(FloatingPointError, match="meta-loss is (nan|inf|-inf) at iteration 1"):
+        Trainer(cfg, tmp_path, progress=False).fit()
+    assert not (tmp_path / "last.safetensors").exists()
+
+
+def test_lr_halving_is_logged(tmp_path):
+    records = []
+    cfg = sinusoid_cfg(iterations=5, lr=1e-2, lr_halve_every=2, val_every=100)
+    Trainer(cfg, tmp_path, progress=False, callbacks=(lambda it, rec: records.append(rec),)).fit()
+    assert [r["lr"] for r in records] == pytest.approx([1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3])
+
+
+def test_protonet_omniglot_tiny_run(tmp_path, data_root):
+    cfg = RunConfig(name="tiny-proto", algorithm={"name": "protonet"})
+    cfg.data.dataset, cfg.data.split = "omniglot", "vinyals"
+    cfg.model.backbone, cfg.model.hidden = "conv4", 8
+    for key, value in dict(ways=5, shots=1, queries=2, meta_batch=2, iterations=4, lr=1e-3,
+                           val_every=2, val_episodes=4, checkpoint_every=2, seed=0).items():
+        setattr(cfg.train, key, value)
+    cfg.eval.ways, cfg.eval.shots, cfg.eval.queries = 5, 1, 2
+    summary = Trainer(cfg, tmp_path, data_root=data_root, progress=False).fit()
+    assert summary["iteration"] == 4
+    assert 0.0 <= summary["accuracy"] <= 1.0 and 0.0 <= summary["best_score"] <= 1.0
+    assert math.isfinite(summary["loss"])
+    log = read_log(tmp_path / "metrics.jsonl")
+    assert [r["iteration"] for r in log] == [2, 4] and all("val_accuracy" in r for r in log)
+    assert load_checkpoint(tmp_path / "last.safetensors").meta["iteration"] == 4
+
+
+# -- slow: the algorithms actually learn (a few hundred iterations each) --------------------------
+
+def learning_run(tmp_path, cfg, episodes, data_root=None):
+    from learnfast.train.build import build_source
+    from learnfast.train.evaluate import evaluate
+
+    trainer = Trainer(cfg, tmp_path, data_root=data_root, progress=False)
+    e = cfg.eval
+    test = build_source(cfg, "test", e.ways, e.shots, e.queries, data_root)
+    before = evaluate(trainer.algorithm, test, trainer.metric, episodes, seed=0)
+    trainer.fit()
+    after = evaluate(trainer.algorithm, test, trainer.metric, episodes, seed=0)
+    return before, after
+
+
+@pytest.mark.slow
+def test_protonet_learns_omniglot(tmp_path, data_root):
+    cfg = RunConfig(name="proto-learns", algorithm={"name": "protonet"})
+    cfg.model.hidden = 16
+    for key, value in dict(ways=5, shots=1, queries=5, meta_batch=1, iterations=250, lr=1e-3,
+                           val_every=1000, val_episodes=10, checkpoint_every=1000).items():
+        setattr(cfg.train, key, value)
+    cfg.eval.queries = 5
+    before, after = learning_run(tmp_path, cfg, 100, data_root)
+    assert after.mean > before.mean + 0.15 and after.mean > 0.6, (str(before), str(after))
+
+
+@pytest.mark.slow
+def test_maml_learns_omniglot(tmp_path, data_root):
+    from learnfast.train.config import load_config
+
+    cfg = load_config("maml-omniglot-5w1s")
+    cfg.model.hidden = 16
+    for key, value in dict(iterations=200, meta_batch=4, val_every=1000, val_episodes=10, checkpoint_every=1000).items():
+        setattr(cfg.train, key, value)
+    cfg.eval.queries = 5
+    before, after = learning_run(tmp_path, cfg, 100, data_root)
+    assert after.mean > before.mean + 0.10, (str(before), str(after))
+
+
+@pytest.mark.slow
+def test_maml_learns_sinusoid(tmp_path):
+    from learnfast.train.config import load_config
+
+    cfg = load_config("maml-sinusoid")
+    for key, value in dict(iterations=1500, meta_batch=10, val_every=10000, val_episodes=10, checkpoint_every=10000).items():
+        setattr(cfg.train, key, value)
+    before, after = learning_run(tmp_path, cfg, 100)
+    assert after.mean < 0.6 * before.mean, (str(before), str(after))
