@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -106,6 +107,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "inner_steps": args.inner_steps, "checkpoint": str(args.checkpoint),
         "iteration": ckpt.meta.get("iteration"), "train_seconds": ckpt.meta.get("train_seconds"),
     }
+    if not math.isfinite(result.mean):
+        print(f"warning: the {metric} is not finite: adaptation diverged on some episode (try fewer --inner-steps)", file=sys.stderr)
+    # strict JSON: a diverged (inf/nan) figure is reported as null
+    report = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in report.items()}
     print(json.dumps(report) if args.json else f"{cfg.name}: {result}")
     return 0
 
