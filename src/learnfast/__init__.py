@@ -5,15 +5,16 @@
 >>> maml = lf.MAML(lf.Conv4(out_features=5, strided=True), inner_lr=0.4)
 >>> maml.meta_loss(sampler.sample(32, torch.Generator().manual_seed(0))).loss.backward()
 """
-from .algorithms import ALGORITHMS, MAML, Algorithm, MetaOutput, ProtoNet
+from .algorithms import ALGORITHMS, ANIL, MAML, Algorithm, MatchingNet, MetaOutput, MetaSGD, ProtoNet, RelationNet, Reptile
 from .episodes import EpisodeSampler, EpisodeSpec
 from .functional import forward_with, params_of, sgd_step
 from .inner import adapt, sgd
-from .models import MLP, Conv4
+from .models import MLP, Conv4, Conv4Maps
 from .tasks import Task, cat_tasks, stack_tasks, task_at, unstack_tasks
 
 __all__ = [
-    "ALGORITHMS", "Algorithm", "Conv4", "EpisodeSampler", "EpisodeSpec", "MAML", "MLP", "MetaOutput", "ProtoNet",
+    "ALGORITHMS", "ANIL", "Algorithm", "Conv4", "Conv4Maps", "EpisodeSampler", "EpisodeSpec", "MAML", "MLP", "MatchingNet",
+    "MetaOutput", "MetaSGD", "ProtoNet", "RelationNet", "Reptile",
     "Task", "adapt", "cat_tasks", "forward_with", "params_of", "sgd", "sgd_step", "stack_tasks", "task_at", "unstack_tasks",
 ]
 __version__ = "0.1.0"

@@ -40,6 +40,29 @@ class MetaOutput(NamedTuple):
     predictions: Tensor
 
 
+def inner_steps_pair(inner_steps: int, eval_inner_steps: int | None) -> tuple[int, int]:
+    """Validated ``(inner_steps, eval_inner_steps)``; test-time steps default to the training ones."""
+    if inner_steps < 0 or (eval_inner_steps is not None and eval_inner_steps < 0):
+        raise ValueError(f"inner_steps and eval_inner_steps must be >= 0, got {inner_steps} and {eval_inner_steps}")
+    return inner_steps, inner_steps if eval_inner_steps is None else eval_inner_steps
+
+
+def submodule_params(meta_params: Params, prefix: str = "model.") -> Params:
+    """The meta-parameters under ``prefix``, keyed relative to that submodule (the keys ``adapt`` sees)."""
+    return {k[len(prefix):]: v for k, v in meta_params.items() if k.startswith(prefix)}
+
+
+def per_task(fn, x: Tensor) -> Tensor:
+    """``fn`` applied to each task's items in one call: ``(B, n, ...) -> (B, n, ...)``.
+
+    One call per task keeps BatchNorm statistics per task; tasks run under ``vmap`` (a batch of
+    one skips it).
+    """
+    if x.shape[0] == 1:
+        return fn(x[0]).unsqueeze(0)
+    return vmap(fn)(x)
+
+
 def resolve_loss(name: str):
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
@@ -81,7 +104,8 @@ class Algorithm(nn.Module):
         return self.loss_fn(predictions, task.query_y), predictions
 
     def default_steps(self) -> int:
-        raise NotImplementedError
+        """Inner steps of a forward call: ``inner_steps`` in training mode, ``eval_inner_steps`` in eval mode."""
+        return self.inner_steps if self.training else self.eval_inner_steps
 
     def forward(self, batch: Task, inner_steps: int | None = None) -> Tensor:
         """Query predictions ``(B, Q, ...)`` for a batch of tasks, each adapted to its own support set."""

@@ -14,9 +14,8 @@ from .._types import Params
 from ..functional import forward_with
 from ..inner import adapt, sgd
 from ..tasks import Task
-from .base import Algorithm
+from .base import Algorithm, inner_steps_pair, submodule_params
 
-PREFIX = "model."
 
 
 class MAML(Algorithm):
@@ -47,17 +46,12 @@ class MAML(Algorithm):
         strategy: str = "loop",
     ) -> None:
         super().__init__(loss=loss, strategy=strategy)
-        if inner_steps < 0 or (eval_inner_steps is not None and eval_inner_steps < 0):
-            raise ValueError("inner_steps and eval_inner_steps must be >= 0")
         self.model = model
-        self.inner_lr, self.inner_steps, self.first_order = inner_lr, inner_steps, first_order
-        self.eval_inner_steps = inner_steps if eval_inner_steps is None else eval_inner_steps
-
-    def default_steps(self) -> int:
-        return self.inner_steps if self.training else self.eval_inner_steps
+        self.inner_lr, self.first_order = inner_lr, first_order
+        self.inner_steps, self.eval_inner_steps = inner_steps_pair(inner_steps, eval_inner_steps)
 
     def task_predict(self, meta_params: Params, task: Task, inner_steps: int) -> Tensor:
-        params = {k[len(PREFIX):]: v for k, v in meta_params.items()}
+        params = submodule_params(meta_params)
         fast = adapt(
             self.model, params, task.support_x, task.support_y, self.loss_fn,
             steps=inner_steps, update=sgd(self.inner_lr), first_order=self.first_order,

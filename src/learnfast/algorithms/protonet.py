@@ -10,10 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import vmap
 
 from ..tasks import Task, check_batch
-from .base import Algorithm, MetaOutput, query_loss
+from .base import Algorithm, MetaOutput, per_task, query_loss
 
 
 def prototypes(support_z: Tensor, support_y: Tensor, ways: int) -> Tensor:
@@ -45,17 +44,11 @@ class ProtoNet(Algorithm):
         super().__init__(loss="cross_entropy")
         self.model = model
 
-    def embed(self, x: Tensor) -> Tensor:
-        """``(B, n, ...) -> (B, n, D)``, one encoder call per task."""
-        if x.shape[0] == 1:
-            return self.model(x[0]).unsqueeze(0)
-        return vmap(self.model)(x)
-
     def forward(self, batch: Task) -> Tensor:
         check_batch(batch)
         ways = int(batch.support_y.max()) + 1
         s = batch.support_x.shape[1]
-        z = self.embed(torch.cat([batch.support_x, batch.query_x], dim=1))  # (B, S+Q, D)
+        z = per_task(self.model, torch.cat([batch.support_x, batch.query_x], dim=1))  # (B, S+Q, D)
         return -squared_distances(z[:, s:], prototypes(z[:, :s], batch.support_y, ways))
 
     def meta_loss(self, batch: Task) -> MetaOutput:

@@ -4,11 +4,13 @@ from __future__ import annotations
 from torch import nn
 
 from .conv4 import Conv4
+from .conv4_maps import Conv4Maps
 from .mlp import MLP
 
 BACKBONES = {
     "conv4": "4 x [conv3x3-64, BatchNorm, ReLU, max-pool 2] (Vinyals / ProtoNet); 64-d features at 28x28",
     "conv4-strided": "4 x [conv3x3-64 stride 2, BatchNorm, ReLU], spatial mean (MAML's Omniglot network)",
+    "conv4-maps": "4 x [conv3x3-64, BatchNorm, ReLU], max-pool in the first two only (Relation Net); 64x7x7 feature maps at 28x28",
     "mlp": "fully connected ReLU network, hidden sizes 40-40 by default (MAML's sinusoid network)",
 }
 
@@ -20,10 +22,14 @@ def build_backbone(name: str, in_shape: tuple[int, ...], out_features: int | Non
     """
     if name in ("conv4", "conv4-strided"):
         return Conv4(in_channels=in_shape[0], hidden=hidden or 64, out_features=out_features, strided=name == "conv4-strided")
+    if name == "conv4-maps":
+        if out_features is not None:
+            raise ValueError(f"conv4-maps returns feature maps, for metric methods such as relation; an algorithm with an output layer ({out_features} units) needs backbone conv4 or conv4-strided")
+        return Conv4Maps(in_channels=in_shape[0], hidden=hidden or 64)
     if name == "mlp":
         width = hidden or 40
         return MLP(in_features=in_shape[-1], hidden=(width, width), out_features=out_features or 1)
     raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
 
 
-__all__ = ["BACKBONES", "Conv4", "MLP", "build_backbone"]
+__all__ = ["BACKBONES", "Conv4", "Conv4Maps", "MLP", "build_backbone"]

@@ -52,7 +52,7 @@ def build_algorithm(cfg: RunConfig, seed: int | None = None) -> Algorithm:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed if seed is None else seed)
         model = build_backbone(cfg.model.backbone, in_shape, out if cls.needs_head else None, cfg.model.hidden)
-    return cls(model=model, **args)
+        return cls(model=model, **args)  # layers the algorithm adds (relation module, LSTMs) are seeded too
 
 
 def _to_float_image(x: torch.Tensor) -> torch.Tensor:

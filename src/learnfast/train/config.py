@@ -29,7 +29,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = "conv4"  # conv4 | conv4-strided | mlp
+    backbone: str = "conv4"  # conv4 | conv4-strided | conv4-maps | mlp
     hidden: int | None = None  # channels / units; backbone default when unset
 
 

@@ -1,0 +1,97 @@
+"""Reptile: move the initialisation towards the weights that training on each task reaches.
+
+Nichol, Achiam & Schulman (2018). On First-Order Meta-Learning Algorithms. arXiv:1803.02999.
+
+For each task of a meta-batch, Reptile runs a few plain SGD steps from the current initialisation
+``theta`` on the task's data and reaches ``phi_task``; it then moves ``theta`` towards the mean of
+the ``phi_task``. The difference ``theta - mean(phi)`` acts as a gradient: with outer SGD of step
+``epsilon`` it is the paper's update ``theta + epsilon (mean(phi) - theta)``, and it can be fed to
+Adam like any gradient. No derivative flows through the inner steps, so Reptile costs what plain
+training costs and needs no support/query split while meta-training; at test time it adapts to the
+support set and predicts the query set like MAML.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.func import vmap
+
+from .._types import Params
+from ..functional import detach, forward_with
+from ..inner import adapt, sgd
+from ..tasks import Task, check_batch, task_at
+from .base import Algorithm, MetaOutput, inner_steps_pair, query_loss, submodule_params
+
+PREFIX = "model."
+
+
+class Reptile(Algorithm):
+    """Reptile over any backbone whose output layer has ``ways`` units (or the regression width).
+
+    Meta-training "trains on the task": ``inner_steps`` full-batch SGD steps on the support and
+    query sets together (the paper samples mini-batches from the task's ``train_shots`` examples
+    per class; here the task's examples are all of them). ``meta_loss`` returns a loss whose
+    gradient with respect to every meta-parameter is exactly ``theta - mean_over_tasks(phi_task)``
+    and whose value is the query loss after adapting to the support set alone, the quantity a
+    test episode measures (this costs one extra inner loop on the support set per task).
+
+    Args:
+        model: the network to meta-learn (a plain ``nn.Module``).
+        inner_lr: inner-loop SGD step size.
+        inner_steps: SGD steps per task while meta-training.
+        eval_inner_steps: SGD steps on the support set at test time (default: ``inner_steps``).
+        loss: ``"cross_entropy"`` (classification) or ``"mse"`` (regression).
+        strategy: meta-batch execution, ``"loop"`` (reference) or ``"vmap"`` (the per-task inner
+            loops run under ``vmap``; they are first order, so the result is the loop's).
+
+    Example:
+        >>> reptile = Reptile(Conv4(out_features=5, strided=True), inner_lr=0.1, inner_steps=5)
+        >>> reptile.meta_loss(batch).loss.backward()    # p.grad == theta - mean(phi) for every p
+
+    References:
+        Nichol et al. (2018), https://arxiv.org/abs/1803.02999
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inner_lr: float = 0.1,
+        inner_steps: int = 5,
+        eval_inner_steps: int | None = None,
+        loss: str = "cross_entropy",
+        strategy: str = "loop",
+    ) -> None:
+        super().__init__(loss=loss, strategy=strategy)
+        self.model = model
+        self.inner_lr = inner_lr
+        self.inner_steps, self.eval_inner_steps = inner_steps_pair(inner_steps, eval_inner_steps)
+
+    def task_predict(self, meta_params: Params, task: Task, inner_steps: int) -> Tensor:
+        params = submodule_params(meta_params)
+        fast = adapt(self.model, params, task.support_x, task.support_y, self.loss_fn, steps=inner_steps, update=sgd(self.inner_lr))
+        return forward_with(self.model, fast, task.query_x)
+
+    def train_on_task(self, theta: Params, x: Tensor, y: Tensor, steps: int) -> Params:
+        """``phi``: ``steps`` SGD steps from ``theta`` (detached) on one task's ``x (n, ...)``, ``y (n, ...)``."""
+        return adapt(self.model, theta, x, y, self.loss_fn, steps=steps, update=sgd(self.inner_lr), first_order=True)
+
+    def meta_loss(self, batch: Task) -> MetaOutput:
+        """Surrogate whose gradient is ``theta - mean(phi)``; value and predictions as a test episode sees them."""
+        check_batch(batch)
+        steps = self.default_steps()
+        meta_params = self.meta_params()
+        theta = detach(submodule_params(meta_params))
+        x = torch.cat([batch.support_x, batch.query_x], dim=1)  # (B, S+Q, ...)
+        y = torch.cat([batch.support_y, batch.query_y], dim=1)
+        if self.strategy == "vmap":
+            phi = vmap(lambda xi, yi: self.train_on_task(theta, xi, yi, steps))(x, y)  # each (B, *shape)
+            phi_mean = {k: v.mean(0) for k, v in phi.items()}
+        else:
+            phis = [self.train_on_task(theta, x[i], y[i], steps) for i in range(batch.batch_size)]
+            phi_mean = {k: torch.stack([p[k] for p in phis]).mean(0) for k in theta}
+        with torch.no_grad():
+            predictions = self(batch, steps)  # (B, Q, ...): adapted to the support set only
+            real_loss = query_loss(self.loss_fn, predictions, batch.query_y)
+        # d surrogate / d theta = theta - mean(phi), exactly; the value is replaced by the real loss
+        surrogate = sum((p * (p.detach() - phi_mean[k[len(PREFIX):]])).sum() for k, p in meta_params.items())
+        return MetaOutput(surrogate - surrogate.detach() + real_loss, predictions)

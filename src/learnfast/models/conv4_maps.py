@@ -1,0 +1,52 @@
+"""A 4-block convolutional backbone that keeps feature maps (the Relation Network's embedding module).
+
+Sung et al. (2018), Omniglot and miniImageNet: four blocks of conv3x3-64, BatchNorm, ReLU; only the
+first two blocks max-pool, so a 28x28 image becomes a 64x7x7 feature map rather than a vector.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .conv4 import channels_last
+
+
+def conv_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequential:
+    """conv3x3 (padding 1), BatchNorm with per-call batch statistics, ReLU, then a 2x2 max-pool if ``pool``.
+
+    Shapes: ``(n, in_channels, H, W) -> (n, out_channels, H, W)``, or ``(n, out_channels, H // 2, W // 2)`` pooled.
+    """
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, 3, padding=1),
+        # as in Conv4: each call (one task) normalises with its own batch; nothing carries over
+        nn.BatchNorm2d(out_channels, track_running_stats=False),
+        nn.ReLU(),
+    ]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+class Conv4Maps(nn.Module):
+    """Four conv blocks of ``hidden`` channels, max-pool in the first two only; returns feature maps.
+
+    The authors' Omniglot code leaves the first two convolutions unpadded (28x28 -> 64x5x5); here
+    every convolution is padded, so 28x28 -> 64x7x7, as the paper's figure reads.
+
+    Args:
+        in_channels: image channels (1 for Omniglot).
+        hidden: channels of every block.
+
+    Shapes: ``(n, C, H, W) -> (n, hidden, H // 4, W // 4)``, e.g. ``(n, 1, 28, 28) -> (n, 64, 7, 7)``.
+    """
+
+    def __init__(self, in_channels: int = 1, hidden: int = 64) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            conv_block(in_channels, hidden, pool=True), conv_block(hidden, hidden, pool=True),
+            conv_block(hidden, hidden, pool=False), conv_block(hidden, hidden, pool=False),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        # channels-last for fast BN/ReLU/max-pool on CPU, forced after the first block as in Conv4
+        x = channels_last(self.features[0](channels_last(x)))
+        return self.features[1:](x)

@@ -1,0 +1,171 @@
+"""Reptile: the pseudo-gradient is exactly theta - mean(phi), one outer SGD step is the paper's update,
+and the logged loss / predictions are those of a test episode."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import learnfast as lf
+from learnfast.algorithms import ALGORITHMS
+from learnfast.algorithms.reptile import Reptile
+from learnfast.data import SinusoidTasks
+from learnfast.train.build import build_algorithm
+from learnfast.train.config import RunConfig, load_config
+from learnfast.train.trainer import Trainer
+from conftest import blob_tasks, image_tasks
+
+DT = torch.float64
+
+
+def mlp(seed=0):
+    torch.manual_seed(seed)
+    return lf.MLP(in_features=8, hidden=(8,), out_features=3).double()
+
+
+def blobs(seed=0, size=3):
+    return blob_tasks(size, torch.Generator().manual_seed(seed), dtype=DT)
+
+
+def mean_phi(model, tasks, inner_lr, steps, loss_fn=F.cross_entropy):
+    """The oracle: per task, ``steps`` plain SGD steps on support + query together, via ``adapt``."""
+    theta = {k: v.detach() for k, v in lf.params_of(model).items()}
+    phis = []
+    for t in range(tasks.batch_size):
+        x = torch.cat([tasks.support_x[t], tasks.query_x[t]])
+        y = torch.cat([tasks.support_y[t], tasks.query_y[t]])
+        phis.append(lf.adapt(model, theta, x, y, loss_fn, steps, lf.sgd(inner_lr)))
+    return {k: torch.stack([phi[k] for phi in phis]).mean(0) for k in theta}
+
+
+def pseudo_gradient(reptile, tasks):
+    out = reptile.meta_loss(tasks)
+    out.loss.backward()
+    return out, {k[len("model."):]: p.grad for k, p in reptile.named_parameters()}
+
+
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+@pytest.mark.parametrize("steps", [1, 4])
+def test_pseudo_gradient_is_theta_minus_mean_phi(strategy, steps):
+    model, tasks = mlp(), blobs(size=3)
+    reptile = Reptile(copy.deepcopy(model), inner_lr=0.3, inner_steps=steps, strategy=strategy)
+    _, grads = pseudo_gradient(reptile, tasks)
+    phi = mean_phi(model, tasks, 0.3, steps)
+    for k, p in model.named_parameters():
+        expected = p.detach() - phi[k]
+        assert expected.abs().max() > 1e-4, k  # not vacuous
+        assert torch.allclose(grads[k], expected, atol=1e-14, rtol=0), k
+
+
+def test_one_inner_step_is_the_scaled_task_gradient():
+    """k = 1: theta - phi = alpha * grad of the task loss at theta (the paper's joint-training limit)."""
+    model, tasks = mlp(), blobs(size=3)
+    _, grads = pseudo_gradient(Reptile(copy.deepcopy(model), inner_lr=0.3, inner_steps=1), tasks)
+    params = lf.params_of(model)
+    total = {k: torch.zeros_like(v) for k, v in params.items()}
+    for t in range(tasks.batch_size):
+        x = torch.cat([tasks.support_x[t], tasks.query_x[t]])
+        y = torch.cat([tasks.support_y[t], tasks.query_y[t]])
+        for k, g in zip(params, torch.autograd.grad(F.cross_entropy(model(x), y), list(params.values()))):
+            total[k] += 0.3 * g / tasks.batch_size
+    for k in params:
+        assert torch.allclose(grads[k], total[k], atol=1e-14, rtol=0), k
+
+
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_zero_inner_steps_gives_zero_pseudo_gradient(strategy):
+    reptile = Reptile(mlp(), inner_lr=0.3, inner_steps=0, strategy=strategy)
+    _, grads = pseudo_gradient(reptile, blobs(size=3))
+    for k, g in grads.items():
+        assert torch.equal(g, torch.zeros_like(g)), k
+
+
+def test_outer_sgd_step_is_the_reptile_update():
+    """One trainer step (zero_grad, backward, step) with SGD(lr=eps): theta <- theta - eps (theta - mean(phi))."""
+    model, tasks, eps = mlp(), blobs(size=3), 0.25
+    reptile = Reptile(copy.deepcopy(model), inner_lr=0.3, inner_steps=3)
+    opt = torch.optim.SGD(reptile.parameters(), lr=eps)
+    opt.zero_grad(set_to_none=True)
+    reptile.meta_loss(tasks).loss.backward()
+    opt.step()
+    phi = mean_phi(model, tasks, 0.3, 3)
+    for k, p in model.named_parameters():
+        theta = p.detach()
+        assert torch.allclose(reptile.model.get_parameter(k), theta - eps * (theta - phi[k]), atol=1e-14, rtol=0), k
+
+
+def test_trainer_step_with_outer_sgd(tmp_path):
+    """Through the real Trainer (sinusoid, float32), with its optimizer swapped for SGD(lr=eps)."""
+    eps = 0.5
+    cfg = RunConfig(name="tiny-reptile", algorithm={"name": "reptile", "inner_lr": 0.01, "inner_steps": 3})
+    cfg.data.dataset = "sinusoid"
+    cfg.model.backbone, cfg.model.hidden = "mlp", 8
+    for key, value in dict(shots=5, queries=5, meta_batch=3, iterations=1, lr=eps, val_every=1, val_episodes=2,
+                           checkpoint_every=1, seed=3).items():
+        setattr(cfg.train, key, value)
+    cfg.eval.shots, cfg.eval.queries, cfg.eval.episodes = 5, 5, 2
+    trainer = Trainer(cfg, tmp_path, progress=False)
+    trainer.optimizer = torch.optim.SGD(trainer.algorithm.parameters(), lr=eps)
+    start = copy.deepcopy(trainer.algorithm.model)
+    trainer.fit()
+    tasks = SinusoidTasks(shots=5, queries=5).sample(3, torch.Generator().manual_seed(3))  # the trainer's first batch
+    phi = mean_phi(start, tasks, 0.01, 3, loss_fn=F.mse_loss)
+    for k, p in start.named_parameters():
+        theta, moved = p.detach(), trainer.algorithm.model.get_parameter(k).detach()
+        assert (moved - theta).abs().max() > 1e-3, k  # the step is far larger than the tolerance
+        assert torch.allclose(moved, theta - eps * (theta - phi[k]), atol=1e-6, rtol=0), k
+
+
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_loss_and_predictions_are_those_of_a_test_episode(strategy):
+    """Predictions adapt to the support set alone; the loss value is their query loss."""
+    model, tasks = mlp(), blobs(size=3)
+    reptile = Reptile(copy.deepcopy(model), inner_lr=0.3, inner_steps=2, strategy=strategy)
+    out = reptile.meta_loss(tasks)
+    assert not out.predictions.requires_grad
+    for t in range(tasks.batch_size):
+        fast = lf.adapt(model, lf.params_of(model), tasks.support_x[t], tasks.support_y[t], F.cross_entropy, 2, lf.sgd(0.3))
+        assert torch.allclose(out.predictions[t], lf.forward_with(model, fast, tasks.query_x[t]), atol=1e-13, rtol=0)
+    assert torch.allclose(out.predictions, reptile(tasks), atol=1e-13, rtol=0)
+    expected = torch.stack([F.cross_entropy(out.predictions[t], tasks.query_y[t]) for t in range(3)]).mean()
+    assert torch.allclose(out.loss, expected, atol=1e-14, rtol=0)
+
+
+def test_eval_inner_steps_at_test_time():
+    model, tasks = mlp(), blobs()
+    reptile = Reptile(copy.deepcopy(model), inner_lr=0.3, inner_steps=1, eval_inner_steps=4)
+    reptile.eval()
+    fast = lf.adapt(model, lf.params_of(model), tasks.support_x[0], tasks.support_y[0], F.cross_entropy, 4, lf.sgd(0.3))
+    assert torch.allclose(reptile(tasks)[0], lf.forward_with(model, fast, tasks.query_x[0]), atol=1e-13, rtol=0)
+
+
+@pytest.mark.parametrize("strided", [True, False], ids=["strided", "maxpool"])
+def test_vmap_pseudo_gradient_equals_loop_with_batchnorm(strided):
+    torch.manual_seed(0)
+    model = lf.Conv4(in_channels=1, hidden=4, out_features=3, strided=strided).double()
+    tasks = image_tasks(3, torch.Generator().manual_seed(1), size=16)
+    grads = {}
+    for strategy in ("loop", "vmap"):
+        _, grads[strategy] = pseudo_gradient(Reptile(copy.deepcopy(model), inner_lr=0.1, inner_steps=3, strategy=strategy), tasks)
+    assert max(g.abs().max().item() for g in grads["loop"].values()) > 1e-3
+    assert max((grads["vmap"][k] - grads["loop"][k]).abs().max().item() for k in grads["loop"]) < 1e-10
+
+
+def test_constructor_errors():
+    with pytest.raises(ValueError, match="inner_steps and eval_inner_steps must be >= 0"):
+        Reptile(mlp(), inner_steps=-1)
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+        Reptile(mlp(), loss="hinge")
+
+
+def test_registered_and_named_config_builds():
+    assert ALGORITHMS["reptile"] is Reptile
+    cfg = load_config("reptile-omniglot-5w1s")
+    reptile = build_algorithm(cfg)
+    assert isinstance(reptile, Reptile) and (reptile.inner_steps, reptile.eval_inner_steps) == (3, 5)
+    assert cfg.train.shots + cfg.train.queries == 15  # the paper's 15 training examples per class
+
+
+def test_fomaml_config_builds_first_order_maml():
+    maml = build_algorithm(load_config("fomaml-omniglot-5w1s"))
+    assert isinstance(maml, lf.MAML) and maml.first_order
