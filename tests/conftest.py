@@ -64,3 +64,25 @@ def image_tasks(batch_size: int, generator: torch.Generator, ways: int = 3, shot
     sy = torch.arange(ways).repeat_interleave(shots).expand(batch_size, -1)
     qy = torch.arange(ways).repeat_interleave(queries).expand(batch_size, -1)
     return lf.Task(sx, sy, qx, qy)
+
+
+def bn_conv4(strided: bool = True, seed: int = 0, out_features: int = 3) -> torch.nn.Module:
+    """A tiny float64 Conv4 whose BatchNorm affine parameters are non-trivial (default init is 1 and 0)."""
+    import learnfast as lf
+
+    torch.manual_seed(seed)
+    model = lf.Conv4(in_channels=1, hidden=4, out_features=out_features, strided=strided).double()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    return model
+
+
+def tiny_mlp(seed: int = 0) -> torch.nn.Module:
+    """A float64 MLP 8 -> 8 -> 3."""
+    import learnfast as lf
+
+    torch.manual_seed(seed)
+    return lf.MLP(in_features=8, hidden=(8,), out_features=3).double()

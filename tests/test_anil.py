@@ -11,26 +11,16 @@ from learnfast.algorithms import ALGORITHMS
 from learnfast.algorithms.anil import ANIL
 from learnfast.train.build import build_algorithm
 from learnfast.train.config import load_config
-from conftest import blob_tasks, image_tasks
+from conftest import blob_tasks, bn_conv4, image_tasks, tiny_mlp
 
 DT = torch.float64
 TOL = 1e-10
 
 
-def mlp(seed=0):
-    torch.manual_seed(seed)
-    return lf.MLP(in_features=8, hidden=(8,), out_features=3).double()
+mlp = tiny_mlp
 
 
-def conv4(strided=True, seed=0):
-    torch.manual_seed(seed)
-    model = lf.Conv4(in_channels=1, hidden=4, out_features=3, strided=strided).double()
-    with torch.no_grad():  # non-trivial BN affine parameters (default init is weight 1, bias 0)
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
-    return model
+conv4 = bn_conv4
 
 
 def blobs(seed=0, size=3):

@@ -14,20 +14,12 @@ from torch.func import grad, vmap
 
 import learnfast as lf
 from learnfast.functional import detach
-from conftest import image_tasks
+from conftest import bn_conv4, image_tasks
 
 TOL = 1e-10
 
 
-def conv4(strided, seed=0):
-    torch.manual_seed(seed)
-    model = lf.Conv4(in_channels=1, hidden=4, out_features=3, strided=strided).double()
-    with torch.no_grad():  # non-trivial BN affine parameters (default init is weight 1, bias 0)
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
-    return model
+conv4 = bn_conv4
 
 
 def meta_grads(model, tasks, strategy, steps, first_order):
