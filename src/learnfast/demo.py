@@ -15,7 +15,7 @@ import torch
 
 from .data.omniglot import OmniglotDataError
 from .train.build import build_algorithm, build_source, metric_name
-from .train.checkpoint import load_checkpoint
+from .train.checkpoint import CheckpointError, load_checkpoint
 from .train.config import RunConfig, load_config
 from .train.evaluate import episode_generator, evaluate
 from .train.trainer import Trainer
@@ -108,7 +108,7 @@ def run_demo(out: Path, data_root: str | None, zoo: Path) -> int:
             r = evaluate(protonet, test, metric_name(cfg), OMNIGLOT_EPISODES, seed=0, progress=True)
             results[f"protonet_omniglot_{ways}w1s"] = {"mean": r.mean, "ci95": r.ci95, "episodes": r.episodes}
             print(f"      {ways}-way 1-shot: {r}")
-    except OmniglotDataError as err:
+    except (OmniglotDataError, CheckpointError) as err:
         print(f"      skipped: {err}")
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(f"results: {out / 'results.json'}")
