@@ -64,19 +64,24 @@ def evaluate(
     metric: str,
     episodes: int = 600,
     seed: int = 0,
-    batch_size: int = 20,
+    batch_size: int | None = None,
     inner_steps: int | None = None,
     progress: bool = False,
     device: torch.device | str = "cpu",
 ) -> EvalResult:
     """Scores ``algorithm`` on ``episodes`` fixed episodes of ``source`` (seeded by ``seed``).
 
+    ``batch_size`` episodes go through the algorithm per call; by default 1 on CPU, where it was
+    measured 2-3x faster than batches of 4 or 20 (a single Omniglot episode already fills the cores and
+    larger batches fall out of cache), and 20 on accelerators.
     ``inner_steps`` overrides a gradient-based algorithm's test-time adaptation steps (others raise ``ValueError``).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if inner_steps is not None and "inner_steps" not in inspect.signature(algorithm.forward).parameters:
         raise ValueError(f"{type(algorithm).__name__} does not adapt by gradient steps; drop inner_steps / --inner-steps")
+    if batch_size is None:
+        batch_size = 1 if torch.device(device).type == "cpu" else 20
     was_training = algorithm.training
     algorithm.eval()
     kwargs = {} if inner_steps is None else {"inner_steps": inner_steps}
