@@ -102,8 +102,17 @@ def test_same_seed_same_output(name):
     assert not torch.equal(out_a, c(batch))
 
 
+# Algorithms whose loss stays flat for longer than this test's 30 steps, with the test that shows they learn.
+SLOW_TO_START = {
+    "mann": "an item binds to the label shown one step later only after a 100-500 step plateau; "
+            "tests/test_mann.py::test_learns_to_bind_items_to_labels_shown_one_step_later checks that it learns",
+}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_loss_goes_down_on_blobs(name):
+    if name in SLOW_TO_START:
+        pytest.skip(SLOW_TO_START[name])
     algorithm = make(name, seed=0)
     held_out = tasks(seed=1000, size=16)
     with torch.no_grad():

@@ -107,6 +107,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "inner_steps": args.inner_steps, "checkpoint": str(args.checkpoint),
         "iteration": ckpt.meta.get("iteration"), "train_seconds": ckpt.meta.get("train_seconds"),
     }
+    from .algorithms.mann import MANN, PAPER_INSTANCES, instance_accuracy
+
+    if isinstance(algorithm, MANN):  # the paper's per-instance table (1st, 2nd, ... time a class is seen)
+        wanted = [k for k in PAPER_INSTANCES if k <= e.shots]
+        table = instance_accuracy(algorithm, source, episodes, seed, instances=wanted)
+        report["instance_accuracy"] = {str(k): v for k, v in table.items()}
+        if not args.json:
+            print("per-instance accuracy: " + ", ".join(f"{k}: {100 * v:.1f}%" for k, v in table.items()))
+    if args.lake_runs:
+        from .data.lake_runs import evaluate_lake_runs
+
+        lake = evaluate_lake_runs(algorithm, args.data_root)
+        report["lake_runs"] = {"mean": lake.mean, "ci95": lake.ci95, "runs": lake.episodes}
+        if cfg.data.split != "lake":
+            print("warning: Lake's 20 runs come from the evaluation alphabets, which the vinyals split mixes into "
+                  "training; train with --split lake for a clean number", file=sys.stderr)
+        if not args.json:
+            print(f"Lake's 20 within-alphabet one-shot runs: {lake}")
     if not math.isfinite(result.mean):
         print(f"warning: the {metric} is not finite: adaptation diverged on some episode (try fewer --inner-steps)", file=sys.stderr)
     # strict JSON: a diverged (inf/nan) figure is reported as null
@@ -167,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--shots", type=int, help="override eval shots")
     ev.add_argument("--queries", type=int, help="override eval queries per class")
     ev.add_argument("--split", help="override the class split (omniglot: vinyals | lake)")
+    ev.add_argument("--lake-runs", action="store_true", help="also score Lake's 20 within-alphabet 20-way one-shot runs (all_runs.zip)")
     ev.add_argument("--inner-steps", type=int, help="test-time adaptation steps (gradient-based methods)")
     ev.add_argument("--data-root", help="folder holding omniglot/ (default $LEARNFAST_DATA)")
     ev.add_argument("--threads", type=int, help="torch CPU threads")

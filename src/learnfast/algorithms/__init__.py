@@ -4,20 +4,28 @@ from __future__ import annotations
 from .anil import ANIL
 from .base import Algorithm, MetaOutput
 from .maml import MAML
+from .mann import MANN
 from .matching import MatchingNet
+from .metanet import MetaNet
 from .metasgd import MetaSGD
 from .protonet import ProtoNet
 from .relation import RelationNet
 from .reptile import Reptile
+from .siamese import SiameseNet
+from .tadam import TADAM
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
     "anil": ANIL,
     "maml": MAML,
+    "mann": MANN,
     "matching": MatchingNet,
+    "metanet": MetaNet,
     "metasgd": MetaSGD,
     "protonet": ProtoNet,
     "relation": RelationNet,
     "reptile": Reptile,
+    "siamese": SiameseNet,
+    "tadam": TADAM,
 }
 
-__all__ = ["ALGORITHMS", "ANIL", "Algorithm", "MAML", "MatchingNet", "MetaOutput", "MetaSGD", "ProtoNet", "RelationNet", "Reptile"]
+__all__ = ["ALGORITHMS", "ANIL", "Algorithm", "MAML", "MANN", "MatchingNet", "MetaNet", "MetaOutput", "MetaSGD", "ProtoNet", "RelationNet", "Reptile", "SiameseNet", "TADAM"]

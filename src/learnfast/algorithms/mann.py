@@ -1,0 +1,334 @@
+"""Memory-Augmented Neural Networks (MANN) with least-recently-used access.
+
+Santoro, Bartunov, Botvinick, Wierstra & Lillicrap (2016). Meta-Learning with Memory-Augmented
+Neural Networks. ICML (arXiv: One-shot Learning with Memory-Augmented Neural Networks).
+
+An LSTM controller reads an episode as a sequence: at step t it sees item x_t together with the
+one-hot label of step t - 1 (zero at t = 0), so it must predict y_t before the label is shown,
+and learns to bind each item to the label that arrives one step later. The binding lives in an
+external memory, not in the weights: each read head emits a key that is written to memory with
+least-recently-used access (LRUA), to the slot it read at the previous step or to the least-used
+slot, mixed by a learned sigmoid gate; the least-used slot is cleared before the write; reads are
+a softmax over cosine similarities between the key and every slot; usage decays by gamma per step
+and grows with every read and write. The prediction at each step is a softmax layer over the
+controller output and the read vectors. Across episodes, labels are shuffled, so only the
+strategy "store, then retrieve by similarity" carries over.
+
+On the Task contract: the *support set* is the paper's sequence, shown in a pseudo-random time
+order (see :func:`hashed_order`), each label one step late; then every *query* item is predicted
+as the next step after the whole support sequence, each from its own copy of the final state, so
+query labels are never read and queries do not see each other. Omniglot with ``ways=5, shots=10``
+is the paper's episode: 50 items, 10 instances per class. ``forward`` returns the query logits
+for the standard evaluator; :meth:`MANN.sequence` returns the per-step predictions with each
+step's instance number for the paper's per-instance table (:func:`instance_accuracy`).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..models.probe import like_model, output_shape
+from ..tasks import Task, check_batch
+from .base import Algorithm, MetaOutput, per_task
+from .matching import cosine_similarity
+
+PAPER_INSTANCES = (1, 2, 3, 4, 5, 10)  # columns of the paper's per-instance accuracy table
+ORDERS = ("hash", "given")
+MEMORY_INIT = 1e-6  # as in the reference implementations: no slot is an exact zero vector at the start
+_MASK31 = (1 << 31) - 1
+_MASK20 = (1 << 20) - 1
+
+
+# -- time order of the support sequence ----------------------------------------------------------
+def _mix(v: Tensor) -> Tensor:
+    """A 31-bit integer hash (xor-shift / multiply rounds): int64 values in ``[0, 2^31)`` -> ``[0, 2^31)``.
+
+    Every product stays below 2^62, so no step overflows int64.
+    """
+    for multiplier in (0x2C1B3C6D, 0x297A2D39):
+        v = v ^ (v >> 15)
+        v = (v * multiplier) & _MASK31
+    return v ^ (v >> 15)
+
+
+def hashed_order(items: Tensor) -> Tensor:
+    """A pseudo-random time order of each task's items, a function of that task's inputs alone.
+
+    Each input is quantised (to 1/4096) and hashed with exact integer arithmetic, so a task gets the
+    same order alone or in any batch, on any device; different tasks get unrelated orders; no
+    global random state is read, and labels are never read: the class-major layout of a sampled
+    support set becomes a label sequence that time does not predict.
+
+    Args:
+        items: ``(B, S, ...)`` support inputs.
+
+    Returns: ``(B, S)`` int64, a permutation of ``0..S-1`` per task: step t shows item ``order[:, t]``.
+    """
+    b, s = items.shape[:2]
+    flat = items.reshape(b, s, -1).detach().double().clamp(-(2.0**40), 2.0**40)
+    quantised = torch.round(flat * 4096).long() & _MASK20  # (B, S, F), exact
+    weights = (_mix(torch.arange(1, flat.shape[-1] + 1, device=items.device)) & _MASK20) | 1  # (F,), odd: no feature ignored
+    item_hash = (quantised * weights).sum(-1)  # (B, S), exact int64: each term < 2^40
+    item_hash = _mix((item_hash ^ (item_hash >> 31)) & _MASK31)
+    task_hash = item_hash.sum(1, keepdim=True) & _MASK31  # (B, 1), independent of item order
+    keys = _mix(task_hash ^ _mix(torch.arange(1, s + 1, device=items.device)))  # (B, S)
+    return keys.argsort(dim=1, stable=True)
+
+
+def instance_numbers(labels: Tensor) -> Tensor:
+    """Which instance of its class each step shows: ``1 + `` earlier steps with the same label.
+
+    ``(B, T)`` labels in time order -> ``(B, T)`` int64; e.g. ``[2, 0, 2, 2, 0] -> [1, 1, 2, 3, 2]``.
+    """
+    seen = F.one_hot(labels, int(labels.max()) + 1).cumsum(1)  # (B, T, N): counts up to and including t
+    return seen.gather(2, labels.unsqueeze(-1)).squeeze(-1)
+
+
+# -- least-recently-used access: pure functions on batched memory ------------------------------
+class MemoryState(NamedTuple):
+    """The recurrent state between steps; every field has a leading batch dimension B."""
+
+    memory: Tensor  # (B, slots, width)
+    read_weights: Tensor  # (B, heads, slots), w^r_{t-1}
+    usage: Tensor  # (B, slots), w^u_{t-1}
+    reads: Tensor  # (B, heads * width), r_{t-1}
+    hidden: Tensor  # (B, controller) LSTM h
+    cell: Tensor  # (B, controller) LSTM c
+
+
+def least_used(usage: Tensor, count: int) -> Tensor:
+    """Indices ``(B, count)`` of the ``count`` least-used slots of ``usage (B, slots)``, least used first; ties by slot index."""
+    return usage.argsort(dim=-1, stable=True)[:, :count]
+
+
+def lrua_write(memory: Tensor, keys: Tensor, gates: Tensor, prev_read_weights: Tensor, prev_usage: Tensor) -> tuple[Tensor, Tensor]:
+    """One LRUA write: ``w^w = sigma * w^r_{t-1} + (1 - sigma) * w^lu_{t-1}``, then ``M += w^w^T k``.
+
+    Head r's least-used weighting is one-hot at the r-th least-used slot (the paper uses as many
+    least-used slots as reads). The single least-used slot is set to zero before the write.
+
+    Args:
+        memory: ``(B, slots, width)`` before the step.
+        keys: ``(B, heads, width)`` written (and later read) by each head.
+        gates: ``(B, heads, 1)`` sigmoid gates sigma in (0, 1).
+        prev_read_weights: ``(B, heads, slots)``.
+        prev_usage: ``(B, slots)``.
+
+    Returns: the new memory ``(B, slots, width)`` and the write weights ``(B, heads, slots)``.
+    """
+    slots = memory.shape[1]
+    lru = least_used(prev_usage, keys.shape[1])  # (B, heads)
+    least_used_weights = F.one_hot(lru, slots).to(memory.dtype)  # (B, heads, slots)
+    write_weights = gates * prev_read_weights + (1 - gates) * least_used_weights
+    keep = 1 - F.one_hot(lru[:, 0], slots).to(memory.dtype)  # (B, slots): clear the least-used slot
+    return memory * keep.unsqueeze(-1) + write_weights.transpose(1, 2) @ keys, write_weights
+
+
+def lrua_read(memory: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
+    """Content read: ``w^r = softmax_i cos(k, M_i)``, ``r = w^r M``: ``(B, slots, width)``, ``(B, heads, width)`` -> weights ``(B, heads, slots)``, reads ``(B, heads, width)``."""
+    read_weights = cosine_similarity(keys, memory).softmax(-1)
+    return read_weights, read_weights @ memory
+
+
+def usage_update(prev_usage: Tensor, read_weights: Tensor, write_weights: Tensor, gamma: float) -> Tensor:
+    """``w^u_t = gamma * w^u_{t-1} + sum_heads (w^r_t + w^w_t)``: ``(B, slots)``."""
+    return gamma * prev_usage + read_weights.sum(1) + write_weights.sum(1)
+
+
+class SequenceOutput(NamedTuple):
+    """Per-step predictions over the support sequence, in time order."""
+
+    logits: Tensor  # (B, S, N): prediction at step t, made before label t is shown
+    labels: Tensor  # (B, S): the label of step t
+    instances: Tensor  # (B, S): which instance of its class step t shows (1 = first)
+    order: Tensor  # (B, S): step t shows support item order[:, t]
+
+
+class MANN(Algorithm):
+    """Memory-Augmented Neural Network: LSTM controller, external memory with LRU access.
+
+    Items go through ``model`` (the image encoder) together, one call per task (BatchNorm
+    statistics per task, tasks under ``vmap``); the recurrence then runs batched over tasks, one
+    Python step per time step (inherently sequential), with memory ``(B, slots, width)``.
+
+    Args:
+        model: the item encoder ``(n, ...) -> (n, D)`` (any trailing shape is flattened to D);
+            ``nn.Flatten()`` with ``in_shape`` gives the paper's raw-pixel input.
+        ways: size of the one-hot label input and of the output layer; a task may have fewer classes
+            (its logits are the first ones), not more (paper: 5).
+        controller_size: LSTM units (paper: 200).
+        memory_slots: memory rows (paper: 128).
+        memory_width: memory columns, the key size (paper: 40).
+        read_heads: read heads, each with its own key, gate and least-used slot (paper: 4).
+        gamma: usage decay per step (paper: 0.95).
+        order: ``"hash"`` shows the support set in a pseudo-random order derived from the task
+            (:func:`hashed_order`; the sampler's support is class-major, which would make the label
+            sequence predictable); ``"given"`` keeps the support order as it is (for sources whose
+            support is already a shuffled sequence, and for tests).
+        in_shape: shape of one input item, used once to read D off ``model``; default
+            ``(in_features,)`` for a first ``nn.Linear``, ``(in_channels, 28, 28)`` for a first ``nn.Conv2d``.
+
+    Returns (forward): query logits ``(B, Q, N)``, N = ``support_y.max() + 1``; ``meta_loss`` is the
+    cross-entropy over every support step and every query, as the paper's loss over every step.
+
+    Example:
+        >>> mann = MANN(Conv4(), ways=5)                      # Conv4 item encoder, 64-d
+        >>> mann.meta_loss(batch).loss.backward()             # batch: 5-way 10-shot Task of (B, ...) tensors
+        >>> out = mann.sequence(batch)                        # per-step logits and instance numbers
+    """
+
+    needs_head = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        ways: int = 5,
+        controller_size: int = 200,
+        memory_slots: int = 128,
+        memory_width: int = 40,
+        read_heads: int = 4,
+        gamma: float = 0.95,
+        order: str = "hash",
+        in_shape: tuple[int, ...] | None = None,
+    ) -> None:
+        super().__init__(loss="cross_entropy")
+        for name, value in (("ways", ways), ("controller_size", controller_size), ("memory_slots", memory_slots),
+                            ("memory_width", memory_width), ("read_heads", read_heads)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if read_heads > memory_slots:
+            raise ValueError(f"read_heads={read_heads} needs at least as many memory slots (each head writes to its own least-used slot); got memory_slots={memory_slots}")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma is the usage decay per step and must lie in [0, 1], got {gamma}")
+        if order not in ORDERS:
+            raise ValueError(f"unknown order {order!r}; choose one of {ORDERS}")
+        self.model, self.ways, self.gamma, self.order = model, ways, gamma, order
+        self.slots, self.width, self.heads = memory_slots, memory_width, read_heads
+        dim = math.prod(output_shape(model, in_shape))
+        # controller input: [item embedding, previous label, previous reads] (reads feed the next state, p. 3)
+        self.controller = like_model(nn.LSTMCell(dim + ways + read_heads * memory_width, controller_size), model)
+        self.addressing = like_model(nn.Linear(controller_size, read_heads * (memory_width + 1)), model)  # key + gate per head
+        self.output = like_model(nn.Linear(controller_size + read_heads * memory_width, ways), model)
+
+    def initial_state(self, batch_size: int, like: Tensor) -> MemoryState:
+        """Empty memory (every entry ``MEMORY_INIT``), zero usage, read weights, reads and LSTM state."""
+        zeros = lambda *shape: like.new_zeros(batch_size, *shape)
+        hidden = self.controller.hidden_size
+        return MemoryState(zeros(self.slots, self.width) + MEMORY_INIT, zeros(self.heads, self.slots), zeros(self.slots),
+                           zeros(self.heads * self.width), zeros(hidden), zeros(hidden))
+
+    def step(self, state: MemoryState, item_z: Tensor, prev_label: Tensor) -> tuple[MemoryState, Tensor]:
+        """One time step for B sequences: item embeddings ``(B, D)``, previous one-hot labels ``(B, ways)`` -> new state, logits ``(B, ways)``."""
+        b = item_z.shape[0]
+        hidden, cell = self.controller(torch.cat([item_z, prev_label, state.reads], dim=-1), (state.hidden, state.cell))
+        head = self.addressing(hidden).view(b, self.heads, self.width + 1)
+        keys, gates = head[..., :-1].tanh(), head[..., -1:].sigmoid()  # (B, R, W), (B, R, 1)
+        memory, write_weights = lrua_write(state.memory, keys, gates, state.read_weights, state.usage)
+        read_weights, reads = lrua_read(memory, keys)  # read after the write, from M_t
+        usage = usage_update(state.usage, read_weights, write_weights, self.gamma)
+        reads = reads.flatten(1)  # (B, R*W)
+        logits = self.output(torch.cat([hidden, reads], dim=-1))
+        return MemoryState(memory, read_weights, usage, reads, hidden, cell), logits
+
+    def _run(self, batch: Task) -> tuple[SequenceOutput, Tensor]:
+        """The support sequence step by step, then every query as the next step: per-step output and query logits ``(B, Q, N)``."""
+        check_batch(batch)
+        ways = int(batch.support_y.max()) + 1
+        if ways > self.ways:
+            raise ValueError(
+                f"this task has {ways} classes but MANN was built for at most ways={self.ways} (the size of its label "
+                f"input and output layer); build it with ways={ways} (config: [algorithm] ways = {ways})"
+            )
+        b, s, q = batch.support_x.shape[0], batch.support_x.shape[1], batch.query_x.shape[1]
+        z = per_task(self.model, torch.cat([batch.support_x, batch.query_x], dim=1)).flatten(2)  # (B, S+Q, D)
+        if self.order == "hash":
+            order = hashed_order(batch.support_x)
+        else:
+            order = torch.arange(s, device=z.device).expand(b, s)
+        support_z = z[:, :s].gather(1, order.unsqueeze(-1).expand(b, s, z.shape[-1]))  # (B, S, D), time order
+        labels = batch.support_y.gather(1, order)  # (B, S)
+        onehot = F.one_hot(labels, self.ways).to(z.dtype)  # (B, S, ways)
+        shown = torch.cat([torch.zeros_like(onehot[:, :1]), onehot[:, :-1]], dim=1)  # label t is shown at step t+1
+
+        state = self.initial_state(b, z)
+        logits = []
+        for t in range(s):  # over time steps: sequential by nature; every step is batched over tasks
+            state, step_logits = self.step(state, support_z[:, t], shown[:, t])
+            logits.append(step_logits)
+        # Each query is step S+1 from its own copy of the final state (which has seen label S), so no
+        # query label is read and queries do not see one another.
+        copies = MemoryState(*(field.repeat_interleave(q, dim=0) for field in state))  # (B*Q, ...)
+        _, query_logits = self.step(copies, z[:, s:].flatten(0, 1), onehot[:, -1].repeat_interleave(q, dim=0))
+        sequence = SequenceOutput(torch.stack(logits, dim=1)[..., :ways], labels, instance_numbers(labels), order)
+        return sequence, query_logits.view(b, q, self.ways)[..., :ways]
+
+    def sequence(self, batch: Task) -> SequenceOutput:
+        """Predictions at every step of the support sequence, the step labels and instance numbers (all ``(B, S, ...)``)."""
+        return self._run(batch)[0]
+
+    def forward(self, batch: Task) -> Tensor:
+        return self._run(batch)[1]
+
+    def meta_loss(self, batch: Task) -> MetaOutput:
+        sequence, query_logits = self._run(batch)
+        logits = torch.cat([sequence.logits, query_logits], dim=1)  # (B, S+Q, N)
+        targets = torch.cat([sequence.labels, batch.query_y], dim=1)
+        return MetaOutput(self.loss_fn(logits.flatten(0, 1), targets.flatten()), query_logits.detach())
+
+
+def instance_accuracy(
+    algorithm: MANN,
+    source,
+    episodes: int,
+    seed: int = 0,
+    instances: Sequence[int] = PAPER_INSTANCES,
+    batch_size: int = 20,
+) -> dict[int, float]:
+    """The paper's table: accuracy at the k-th instance of a class along the support sequences.
+
+    Runs ``algorithm.sequence`` (eval mode, no gradients) on the same fixed, seeded episodes as
+    :func:`learnfast.train.evaluate.evaluate` and pools, for each k, every step that shows the k-th
+    instance of its class.
+
+    Args:
+        algorithm: a :class:`MANN`.
+        source: a task source; its ``shots`` must be at least ``max(instances)`` (paper: ways=5, shots=10).
+        episodes: number of fixed episodes; ``seed``: which fixed set.
+        instances: instance numbers to report (1 = first time a class is shown).
+        batch_size: episodes per call.
+
+    Returns: ``{k: accuracy in [0, 1]}`` for each k in ``instances``.
+    """
+    from ..train.evaluate import fixed_episodes  # a function-level import: train.evaluate imports the algorithm registry
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if not instances or min(instances) < 1:
+        raise ValueError(f"instances are 1-based instance numbers, got {tuple(instances)}")
+    top = max(instances)
+    device = next(algorithm.parameters()).device
+    correct = torch.zeros(top + 1, dtype=torch.float64)
+    count = torch.zeros(top + 1, dtype=torch.float64)
+    was_training = algorithm.training
+    algorithm.eval()
+    try:
+        with torch.no_grad():
+            for batch in fixed_episodes(source, episodes, seed, batch_size):
+                out = algorithm.sequence(batch.to(device))
+                hit = (out.logits.argmax(-1) == out.labels).double().flatten().cpu()
+                index = out.instances.flatten().clamp(max=top + 1).cpu()
+                correct += torch.bincount(index, weights=hit, minlength=top + 2)[: top + 1]
+                count += torch.bincount(index, minlength=top + 2)[: top + 1].double()
+    finally:
+        algorithm.train(was_training)
+    missing = [k for k in instances if count[k] == 0]
+    if missing:
+        raise ValueError(
+            f"no step shows instance {missing} of a class: the support sequences are too short; sample the "
+            f"source with shots >= {max(missing)} per class (the paper: ways=5, shots=10)"
+        )
+    return {int(k): (correct[k] / count[k]).item() for k in instances}
