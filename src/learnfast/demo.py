@@ -22,7 +22,7 @@ from .train.trainer import Trainer
 
 PAPER_SINUSOID = {"maml": {1: 0.67, 5: 0.38, 10: 0.35}, "pretrained": {1: 2.41, 5: 2.23, 10: 2.19}}
 STEPS = (1, 5, 10)
-FRESH_ITERATIONS = 3000
+FRESH_ITERATIONS = 2000
 OMNIGLOT_EPISODES = 300
 
 
