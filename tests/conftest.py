@@ -86,3 +86,17 @@ def tiny_mlp(seed: int = 0) -> torch.nn.Module:
 
     torch.manual_seed(seed)
     return lf.MLP(in_features=8, hidden=(8,), out_features=3).double()
+
+
+def assert_no_leak_between_tasks(algorithm, batch) -> None:
+    """Changing task 1 of a 3-task batch changes task 1's outputs and leaves tasks 0 and 2 exactly as they were."""
+    import learnfast as lf
+
+    before = algorithm(batch)
+    changed = lf.Task(batch.support_x.clone(), batch.support_y, batch.query_x.clone(), batch.query_y)
+    changed.support_x[1] = changed.support_x[1] * 5 + 3
+    changed.query_x[1] = -changed.query_x[1]
+    after = algorithm(changed)
+    assert torch.allclose(after[0], before[0], atol=1e-12, rtol=0)
+    assert torch.allclose(after[2], before[2], atol=1e-12, rtol=0)
+    assert not torch.allclose(after[1], before[1], atol=1e-6)
