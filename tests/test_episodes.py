@@ -115,6 +115,48 @@ def test_unequal_class_sizes_and_small_classes_left_out():
         assert row.unique().numel() == row.numel()
 
 
+
+def test_sample_from_given_classes():
+    x, labels = dataset([6] * 9)
+    sampler = EpisodeSampler(x, labels, EpisodeSpec(3, 2, 1))
+    ids = labels.unique()
+    classes = torch.stack([ids[[4, 0, 7]], ids[[2, 8, 1]]])  # (B=2, ways=3), any order
+    batch = sampler.sample_from(classes, torch.Generator().manual_seed(0))
+    for b in range(2):
+        for j in range(3):  # episode label j is class classes[b, j], in support and query
+            assert set(labels[batch.support_x[b][batch.support_y[b] == j]].tolist()) == {int(classes[b, j])}
+            assert set(labels[batch.query_x[b][batch.query_y[b] == j]].tolist()) == {int(classes[b, j])}
+        items = torch.cat([batch.support_x[b], batch.query_x[b]])
+        assert items.unique().numel() == items.numel()
+
+
+def test_sample_is_draw_classes_then_sample_from():
+    x, labels = dataset([6] * 9)
+    sampler = EpisodeSampler(x, labels, EpisodeSpec(3, 2, 1))
+    g = torch.Generator().manual_seed(5)
+    classes = sampler.draw_classes(4, g)
+    assert classes.shape == (4, 3) and all(row.unique().numel() == 3 for row in classes)
+    assert set(classes.flatten().tolist()) <= set(labels.tolist())
+    by_parts = sampler.sample_from(classes, g)
+    whole = sampler.sample(4, torch.Generator().manual_seed(5))
+    assert all(torch.equal(u, v) for u, v in zip(by_parts, whole))
+
+
+def test_sample_from_errors():
+    x, labels = dataset([6] * 5 + [2])  # the last class is too small for shots + queries = 3
+    sampler = EpisodeSampler(x, labels, EpisodeSpec(2, 2, 1))
+    ids, g = labels.unique(), torch.Generator()
+    with pytest.raises(ValueError, match=r"\(batch, ways=2\) tensor"):
+        sampler.sample_from(ids[:3].view(1, 3), g)
+    with pytest.raises(ValueError, match="must be distinct"):
+        sampler.sample_from(ids[[1, 1]].view(1, 2), g)
+    with pytest.raises(ValueError, match=r"classes \[12345\] are not available"):
+        sampler.sample_from(torch.tensor([[int(ids[0]), 12345]]), g)
+    small = 7 * 5 - 100  # id of class 5 in `dataset`
+    with pytest.raises(ValueError, match="fewer than shots \\+ queries = 3 items"):
+        sampler.sample_from(torch.tensor([[int(ids[0]), small]]), g)
+
+
 # -- error paths ---------------------------------------------------------------------------------
 
 def test_ways_more_than_classes():

@@ -101,9 +101,23 @@ class EpisodeSampler:
             ``Task`` with ``support_x (B, ways*shots, ...)``, ``support_y (B, ways*shots)``,
             ``query_x (B, ways*queries, ...)``, ``query_y (B, ways*queries)``.
         """
+        return self.sample_from(self.draw_classes(batch_size, generator), generator)
+
+    def draw_classes(self, batch_size: int, generator: torch.Generator) -> Tensor:
+        """The classes of ``batch_size`` random episodes: ``(B, ways)`` dataset class ids, distinct per row."""
+        # the first `ways` of a random permutation of all classes
+        rows = torch.rand(batch_size, self.num_classes, generator=generator).argsort(dim=1)[:, : self.spec.ways]
+        return self.class_ids[rows]
+
+    def sample_from(self, classes: Tensor, generator: torch.Generator) -> Task:
+        """Episodes over given classes: row ``b`` of ``classes (B, ways)`` (dataset class ids) makes episode ``b``.
+
+        Label ``j`` of episode ``b`` is class ``classes[b, j]``; items are drawn as in :meth:`sample`
+        (which is ``sample_from(draw_classes(...))``). Hard-task mining re-samples failed classes this way.
+        """
         w, k, q = self.spec.ways, self.spec.shots, self.spec.queries
-        # Distinct classes per episode: the first `ways` of a random permutation of all classes.
-        cls = torch.rand(batch_size, self.num_classes, generator=generator).argsort(dim=1)[:, :w]  # (B, w)
+        cls = self._rows(classes)  # (B, w) rows of the class table
+        batch_size = cls.shape[0]
         # Distinct items per class: random keys, padding sorted last.
         counts = self.counts[cls]  # (B, w)
         keys = torch.rand(batch_size, w, self.table.shape[1], generator=generator)
@@ -121,3 +135,19 @@ class EpisodeSampler:
             x[:, :, k:].reshape(batch_size, w * q, *feat),
             y[:, :, k:].reshape(batch_size, w * q),
         )
+
+    def _rows(self, classes: Tensor) -> Tensor:
+        """Rows of the class table for dataset class ids ``(B, ways)``, validated."""
+        classes = torch.as_tensor(classes)
+        if classes.dim() != 2 or classes.shape[1] != self.spec.ways:
+            raise ValueError(f"classes must be a (batch, ways={self.spec.ways}) tensor of class ids, got shape {tuple(classes.shape)}")
+        rows = torch.searchsorted(self.class_ids, classes).clamp(max=self.num_classes - 1)
+        unknown = classes[self.class_ids[rows] != classes]
+        if unknown.numel():
+            raise ValueError(
+                f"classes {unknown.unique()[:5].tolist()} are not available to this sampler (not in its split, or with fewer "
+                f"than shots + queries = {self.spec.shots + self.spec.queries} items); draw from sampler.class_ids"
+            )
+        if (rows.sort(dim=1).values.diff(dim=1) == 0).any():
+            raise ValueError("the classes of an episode must be distinct; a row of `classes` repeats a class id")
+        return rows
