@@ -125,12 +125,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
                   "training; train with --split lake for a clean number", file=sys.stderr)
         if not args.json:
             print(f"Lake's 20 within-alphabet one-shot runs: {lake}")
+    if args.alphabet_distances:
+        report["alphabet_distances"] = _alphabet_distances(algorithm, cfg, args.alphabet_distances, seed, args.data_root)
+        if not args.json:
+            d = report["alphabet_distances"]
+            print(f"task-embedding distance: same alphabet {d['same']:.4f}, different alphabets {d['different']:.4f} (ratio {d['ratio']:.3f})")
     if not math.isfinite(result.mean):
         print(f"warning: the {metric} is not finite: adaptation diverged on some episode (try fewer --inner-steps)", file=sys.stderr)
     # strict JSON: a diverged (inf/nan) figure is reported as null
     report = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in report.items()}
     print(json.dumps(report) if args.json else f"{cfg.name}: {result}")
     return 0
+
+
+def _alphabet_distances(algorithm, cfg: RunConfig, episodes: int, seed: int, data_root) -> dict:
+    """Mean task-embedding distance of same- vs different-alphabet test episodes (``embed_task`` methods)."""
+    import torch
+
+    from .data.alphabets import alphabet_distances, alphabet_samplers
+    from .data.omniglot import omniglot_split
+    from .episodes import EpisodeSpec
+    from .train.build import to_float_image
+
+    if not hasattr(algorithm, "embed_task"):
+        raise ValueError(f"{cfg.algorithm['name']} has no task embedding (embed_task); --alphabet-distances needs e.g. tadam")
+    if cfg.data.dataset != "omniglot":
+        raise ValueError(f"--alphabet-distances needs Omniglot episodes, not {cfg.data.dataset!r}")
+    split = omniglot_split(cfg.data.split, "test", data_root)
+    samplers = alphabet_samplers(split, EpisodeSpec(cfg.eval.ways, cfg.eval.shots, 1), transform=to_float_image)
+    algorithm.eval()
+    d = alphabet_distances(algorithm.embed_task, samplers, episodes, torch.Generator().manual_seed(seed))
+    return {"same": d.same, "different": d.different, "ratio": d.ratio, "same_pairs": d.same_pairs,
+            "different_pairs": d.different_pairs, "alphabets": len(samplers), "episodes_per_alphabet": episodes}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -186,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--queries", type=int, help="override eval queries per class")
     ev.add_argument("--split", help="override the class split (omniglot: vinyals | lake)")
     ev.add_argument("--lake-runs", action="store_true", help="also score Lake's 20 within-alphabet 20-way one-shot runs (all_runs.zip)")
+    ev.add_argument("--alphabet-distances", type=int, metavar="EPISODES", help="also compare task embeddings (embed_task, e.g. tadam) of "
+                    "EPISODES test episodes per alphabet: mean distance within vs across alphabets")
     ev.add_argument("--inner-steps", type=int, help="test-time adaptation steps (gradient-based methods)")
     ev.add_argument("--data-root", help="folder holding omniglot/ (default $LEARNFAST_DATA)")
     ev.add_argument("--threads", type=int, help="torch CPU threads")

@@ -55,7 +55,7 @@ def build_algorithm(cfg: RunConfig, seed: int | None = None) -> Algorithm:
         return cls(model=model, **args)  # layers the algorithm adds (relation module, LSTMs) are seeded too
 
 
-def _to_float_image(x: torch.Tensor) -> torch.Tensor:
+def to_float_image(x: torch.Tensor) -> torch.Tensor:
     """uint8 ``(..., 28, 28)`` -> float ``(..., 1, 28, 28)`` in [0, 1], ink = 1."""
     return (x.float() / 255.0).unsqueeze(-3)
 
@@ -66,5 +66,5 @@ def build_source(cfg: RunConfig, part: str, ways: int, shots: int, queries: int,
         return SinusoidTasks(shots=shots, queries=queries)
     if cfg.data.dataset == "omniglot":
         split = omniglot_split(cfg.data.split, part, root)
-        return EpisodeSampler(split.images, split.labels, EpisodeSpec(ways, shots, queries), transform=_to_float_image)
+        return EpisodeSampler(split.images, split.labels, EpisodeSpec(ways, shots, queries), transform=to_float_image)
     raise ConfigError(f"unknown dataset {cfg.data.dataset!r}; available: {sorted(DATASETS)}")
