@@ -36,3 +36,32 @@ def detach(params: Params) -> Params:
 def expand(params: Params, batch_size: int) -> Params:
     """Per-task views ``(B, *shape)`` of every parameter, for ``vmap`` over tasks (no copy)."""
     return {k: v.expand(batch_size, *v.shape) for k, v in params.items()}
+
+
+def dot(a: Params, b: Params) -> Tensor:
+    """``sum_k <a[k], b[k]>``: the inner product of two parameter dicts (keys of ``a``), a scalar."""
+    return sum((a[k] * b[k]).sum() for k in a)
+
+
+class Mirror(nn.Module):
+    """Learnable tensors named like some of a model's parameters, one per entry of ``tensors``.
+
+    The tensor for ``features.0.1.weight`` is this module's parameter ``features.0.1.weight``:
+    sub-modules mirror the model's, so names need no escaping and checkpoints read naturally.
+    Meta-SGD's learned rates and per-step BatchNorm parameters are mirrors.
+    """
+
+    def __init__(self, tensors: Params) -> None:
+        super().__init__()
+        for name, value in tensors.items():
+            *path, leaf = name.split(".")
+            node: nn.Module = self
+            for part in path:
+                if part not in node._modules:
+                    node.add_module(part, nn.Module())
+                node = node._modules[part]
+            node.register_parameter(leaf, nn.Parameter(value))
+
+    def as_dict(self) -> Params:
+        """The tensors keyed like the mirrored parameters (shared, not copied)."""
+        return dict(self.named_parameters())

@@ -1,31 +1,109 @@
 """``adapt``: the one differentiable inner loop shared by every gradient-based algorithm.
 
-MAML, first-order MAML, ANIL, Meta-SGD and meta-transfer learning differ only in the update rule,
-which parameters adapt, and whether second-order terms are kept. The loop is written with
+MAML, first-order MAML, ANIL, Meta-SGD, iMAML and Reptile differ only in the update rule, which
+parameters adapt, and how the meta-gradient is kept (``memory``). The loop is written with
 ``torch.func.grad`` so it runs unchanged eagerly (meta-gradients flow to the caller's autograd
 graph) and under ``torch.func.vmap`` over tasks.
+
+Update rules are optax-style ``(init, update)`` pairs of pure functions: ``init(params) -> state``
+and ``update(grads, state, params, step) -> (new_params, new_state)``; ``sgd`` has no state,
+``adam`` carries its moments. Nothing is done in place, so the second-order graph runs through
+every step.
+
+Memory options (``memory=``), for a meta-gradient of a loss computed from the returned params:
+
+``"second-order"``  the exact gradient through every inner step; the graph of every step is kept.
+``"first-order"``   inner gradients are constants (FOMAML); ``d phi/d theta`` is the identity.
+``"checkpoint"``    exact second order with each inner step under activation checkpointing: only
+                    the parameters between steps are stored, a step's graph is rebuilt during
+                    backward. Needs the eager ``loop`` strategy (``torch.utils.checkpoint`` cannot
+                    run under ``torch.func`` transforms).
+``"implicit"``      iMAML: the loop solves ``L_support + lam/2 ||phi - theta||^2`` with no graph
+                    at all; backward solves ``(I + H/lam) v = g`` by conjugate gradient
+                    (``learnfast.implicit``). Memory does not depend on ``steps``.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
+import torch
 from torch import Tensor, nn
 from torch.func import grad
+from torch.utils.checkpoint import checkpoint
 
 from ._types import LossFn, Params
+from .batchnorm import at_step, check_bn, predict_query
 from .functional import detach, forward_with, sgd_step
+from .implicit import Implicit, check_implicit, implicit_solution, proximal
+from .tasks import Task
 
-UpdateRule = Callable[[Params, Params, int], Params]
-"""``update(params, grads, step) -> new params``; pure, never in place."""
+State = Any
+"""An update rule's state: a pytree of tensors (``()`` for stateless rules)."""
+
+MEMORY = ("second-order", "first-order", "checkpoint", "implicit")
 
 
-def sgd(lr: float | Params) -> UpdateRule:
-    """Plain gradient descent; ``lr`` is a scalar or a per-parameter dict of (learnable) rates."""
+class InnerOptimizer(NamedTuple):
+    """An inner-loop update rule as a pair of pure functions (optax's ``GradientTransformation``).
 
-    def update(params: Params, grads: Params, step: int) -> Params:
-        return sgd_step(params, grads, lr)
+    ``init(params) -> state``; ``update(grads, state, params, step) -> (new_params, new_state)``,
+    ``step`` counting from 0. Neither mutates its inputs.
+    """
 
-    return update
+    init: Callable[[Params], State]
+    update: Callable[[Params, State, Params, int], tuple[Params, State]]
+
+
+def sgd(lr: float | Params) -> InnerOptimizer:
+    """Plain gradient descent; ``lr`` is a scalar or a per-parameter dict of (learnable) rates (Meta-SGD)."""
+
+    def update(grads: Params, state: State, params: Params, step: int) -> tuple[Params, State]:
+        return sgd_step(params, grads, lr), state
+
+    return InnerOptimizer(lambda params: (), update)
+
+
+def adam(lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> InnerOptimizer:
+    """Adam (Kingma & Ba 2015) as ``torch.optim.Adam`` computes it, functional and differentiable.
+
+    The Reptile paper's inner loop uses ``betas=(0.0, 0.999)``. Second-order gradients through
+    Adam are undefined where a gradient is exactly zero (``sqrt`` at 0).
+
+    State: ``(m, v)``, first and second moment dicts keyed like the adapted parameters.
+    """
+    beta1, beta2 = betas
+    if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+        raise ValueError(f"adam betas must lie in [0, 1), got {betas}")
+
+    def init(params: Params) -> State:
+        return {k: torch.zeros_like(p) for k, p in params.items()}, {k: torch.zeros_like(p) for k, p in params.items()}
+
+    def update(grads: Params, state: State, params: Params, step: int) -> tuple[Params, State]:
+        m, v = state
+        m = {k: beta1 * m[k] + (1 - beta1) * grads[k] for k in params}
+        v = {k: beta2 * v[k] + (1 - beta2) * grads[k] * grads[k] for k in params}
+        t = step + 1
+        correction1, correction2 = 1 - beta1**t, (1 - beta2**t) ** 0.5
+        new = {k: p - (lr / correction1) * m[k] / (v[k].sqrt() / correction2 + eps) for k, p in params.items()}
+        return new, (m, v)
+
+    return InnerOptimizer(init, update)
+
+
+def resolve_memory(memory: str, first_order: bool) -> str:
+    """The memory option, with the legacy ``first_order=True`` read as ``"first-order"``."""
+    if memory not in MEMORY:
+        raise ValueError(f"unknown memory option {memory!r}; choose one of {MEMORY}")
+    if first_order and memory not in ("second-order", "first-order"):
+        raise ValueError(f"first_order=True contradicts memory={memory!r}; drop first_order (memory='first-order' is the same thing)")
+    return "first-order" if first_order else memory
+
+
+def _autograd_grads(loss_fn: Callable[[Params], Tensor], fast: Params) -> Params:
+    """``grad(loss_fn)(fast)`` with a differentiable graph, by ``torch.autograd`` (checkpoint regions forbid ``torch.func``)."""
+    leaves = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in fast.items()}
+    grads = torch.autograd.grad(loss_fn(leaves), list(leaves.values()), create_graph=True, allow_unused=True, materialize_grads=True)
+    return dict(zip(leaves, grads))
 
 
 def adapt(
@@ -35,11 +113,14 @@ def adapt(
     support_y: Tensor,
     loss_fn: LossFn,
     steps: int,
-    update: UpdateRule,
+    update: InnerOptimizer,
     adapt_keys: Iterable[str] | None = None,
     first_order: bool = False,
+    memory: str = "second-order",
+    implicit: Implicit = Implicit(),
+    step_params: Sequence[Params] = (),
 ) -> Params:
-    """Takes ``steps`` gradient steps on the support loss and returns the adapted parameters.
+    """Takes ``steps`` update-rule steps on the support loss and returns the adapted parameters.
 
     Args:
         model: the network; only its structure is used, weights come from ``params``.
@@ -48,27 +129,144 @@ def adapt(
         support_y: ``(S, ...)`` support targets.
         loss_fn: ``loss_fn(model_output, support_y) -> scalar``.
         steps: number of inner steps (0 returns ``params`` unchanged).
-        update: the update rule, e.g. ``sgd(0.4)``.
+        update: the update rule, e.g. ``sgd(0.4)`` or ``adam(1e-3, betas=(0.0, 0.999))``.
         adapt_keys: names of the parameters that adapt (default: all); the rest stay fixed.
-        first_order: drop second-order terms (gradients are treated as constants).
+        first_order: legacy spelling of ``memory="first-order"``.
+        memory: ``"second-order"``, ``"first-order"``, ``"checkpoint"`` or ``"implicit"`` (module
+            docstring); all four give the same adapted values except ``"implicit"``, whose inner
+            problem has the proximal term.
+        implicit: ``lam``, ``cg_steps`` and ``damping`` of ``memory="implicit"``.
+        step_params: parameters overlaid on the forward pass of inner step ``k``:
+            ``step_params[min(k, len - 1)]`` (per-step BatchNorm); they do not adapt.
 
     Returns:
         ``Params``: all parameters, the adapted ones replaced; differentiable w.r.t. ``params``
-        unless ``first_order``.
+        as ``memory`` says.
+
+    Example:
+        >>> fast = adapt(model, params_of(model), x, y, F.cross_entropy, steps=5, update=sgd(0.4))
+        >>> F.cross_entropy(forward_with(model, fast, query_x), query_y).backward()
     """
+    memory = resolve_memory(memory, first_order)
+    if not isinstance(update, InnerOptimizer):
+        raise TypeError(f"update must be an InnerOptimizer such as sgd(lr) or adam(lr), got {type(update).__name__}")
     keys = list(params) if adapt_keys is None else list(adapt_keys)
     unknown = [k for k in keys if k not in params]
     if unknown:
         raise KeyError(f"adapt_keys {unknown} are not parameters of the model; known: {list(params)[:8]}...")
+    if steps == 0:
+        return dict(params)
     fast = {k: params[k] for k in keys}
     frozen = {k: v for k, v in params.items() if k not in fast}
 
-    def support_loss(fast_params: Params) -> Tensor:
-        return loss_fn(forward_with(model, {**frozen, **fast_params}, support_x), support_y)
+    if memory == "implicit":
+        if len(step_params) > 1:
+            raise ValueError("memory='implicit' needs one inner problem for all steps; per-step parameters change it every "
+                             "step. Use bn='transductive' or 'support', or memory='second-order' / 'checkpoint'")
+        check_implicit(implicit)
+        theta = detach(fast)
+        with torch.no_grad():  # no graph through the loop: backward solves for the gradient instead
+            phi = _run(model, theta, detach(frozen), support_x, support_y, loss_fn, steps, update, "first-order",
+                       lambda f: proximal(f, theta, implicit.lam), ())
+        return {**frozen, **implicit_solution(model, loss_fn, support_x, support_y, fast, frozen, phi, implicit)}
+    return {**frozen, **_run(model, fast, frozen, support_x, support_y, loss_fn, steps, update, memory, None, step_params)}
 
-    for step in range(steps):
-        grads = grad(support_loss)(fast)
-        if first_order:
+
+def _run(
+    model: nn.Module,
+    fast: Params,
+    frozen: Params,
+    support_x: Tensor,
+    support_y: Tensor,
+    loss_fn: LossFn,
+    steps: int,
+    update: InnerOptimizer,
+    memory: str,
+    penalty: Callable[[Params], Tensor] | None,
+    step_params: Sequence[Params],
+) -> Params:
+    """The loop itself: ``steps`` steps from ``fast``; returns the adapted ``fast`` only."""
+
+    def support_loss(fast_params: Params, step: int) -> Tensor:
+        loss = loss_fn(forward_with(model, {**frozen, **fast_params, **at_step(step_params, step)}, support_x), support_y)
+        return loss if penalty is None else loss + penalty(fast_params)
+
+    checkpointed = memory == "checkpoint" and torch.is_grad_enabled()  # without a graph there is nothing to save
+
+    def one_step(fast_params: Params, state: State, step: int) -> tuple[Params, State]:
+        if checkpointed:
+            grads = _autograd_grads(lambda f: support_loss(f, step), fast_params)
+        else:
+            grads = grad(support_loss)(fast_params, step)
+        if memory == "first-order":
             grads = detach(grads)
-        fast = update(fast, grads, step)
-    return {**frozen, **fast}
+        return update.update(grads, state, fast_params, step)
+
+    state = update.init(fast)
+    for step in range(steps):
+        if checkpointed:
+            try:
+                fast, state = checkpoint(one_step, fast, state, step, use_reentrant=False)
+            except RuntimeError as error:
+                if "saved tensor hooks" not in str(error):
+                    raise
+                raise ValueError("memory='checkpoint' cannot run under torch.func transforms (strategy='vmap'); "
+                                 "use strategy='loop', or memory='implicit' for a memory-light vmap") from error
+        else:
+            fast, state = one_step(fast, state, step)
+    return fast
+
+
+class InnerLoop(NamedTuple):
+    """How a gradient-based algorithm runs ``adapt`` and predicts: memory option and BatchNorm policy.
+
+    Built once by ``inner_loop`` from an algorithm's constructor arguments (validated there).
+    """
+
+    memory: str = "second-order"
+    implicit: Implicit = Implicit()
+    bn: str = "transductive"
+
+    def predict(
+        self,
+        model: nn.Module,
+        params: Params,
+        task: Task,
+        loss_fn: LossFn,
+        steps: int,
+        update: InnerOptimizer,
+        adapt_keys: Iterable[str] | None = None,
+        step_params: Sequence[Params] = (),
+    ) -> Tensor:
+        """Adapts ``params`` to ``task``'s support set and predicts its query set ``(Q, ...)``.
+
+        ``step_params``: per-step overlays (``bn="per-step"``); their keys never adapt, and the
+        query forward after ``steps`` steps uses ``step_params[steps]`` (clamped).
+        """
+        keys = list(params) if adapt_keys is None else list(adapt_keys)
+        if step_params:
+            keys = [k for k in keys if k not in step_params[-1]]  # per-step parameters are meta-learned only
+        fast = adapt(model, params, task.support_x, task.support_y, loss_fn, steps, update, keys,
+                     memory=self.memory, implicit=self.implicit, step_params=step_params)
+        return predict_query(model, {**fast, **at_step(step_params, steps)}, task.support_x, task.query_x, self.bn)
+
+
+def inner_loop(
+    memory: str,
+    first_order: bool,
+    bn: str,
+    strategy: str,
+    implicit_lambda: float = 1.0,
+    cg_steps: int = 5,
+    cg_damping: float = 0.0,
+) -> InnerLoop:
+    """An algorithm's ``InnerLoop`` from its constructor arguments, every combination checked up front."""
+    memory = resolve_memory(memory, first_order)
+    check_bn(bn)
+    if memory == "checkpoint" and strategy == "vmap":
+        raise ValueError("memory='checkpoint' needs strategy='loop' (torch.utils.checkpoint cannot run under torch.func.vmap); "
+                         "use strategy='loop', or memory='implicit' for memory that does not grow with inner steps under vmap")
+    if memory == "implicit" and bn == "per-step":
+        raise ValueError("memory='implicit' needs one inner problem for all steps, and bn='per-step' changes it every step; "
+                         "use bn='transductive' or 'support', or memory='second-order' / 'checkpoint'")
+    return InnerLoop(memory, check_implicit(Implicit(implicit_lambda, cg_steps, cg_damping)), bn)

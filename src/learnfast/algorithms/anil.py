@@ -15,11 +15,10 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .._types import Params
-from ..functional import forward_with
-from ..inner import adapt, sgd
+from ..batchnorm import per_step_norms, step_sets
+from ..inner import inner_loop, sgd
 from ..tasks import Task
 from .base import Algorithm, inner_steps_pair, submodule_params
-
 
 
 def owns(module_name: str, param_name: str) -> bool:
@@ -41,7 +40,7 @@ class ANIL(Algorithm):
         inner_lr: inner-loop SGD step size of the head.
         inner_steps: inner steps while meta-training.
         eval_inner_steps: inner steps at test time (default: ``inner_steps``).
-        first_order: drop second-order terms of the meta-gradient (the backbone then learns only
+        first_order: legacy spelling of ``memory="first-order"`` (the backbone then learns only
             from the query loss at the adapted head).
         head: name of the head module, as in ``model.named_modules()`` (``"head"`` for ``Conv4``,
             ``"net.4"`` for ``MLP(hidden=(40, 40))``). Every parameter inside it adapts; the rest
@@ -49,6 +48,14 @@ class ANIL(Algorithm):
             of ``Conv4``, ``MLP`` and most ``nn.Sequential`` networks.
         loss: ``"cross_entropy"`` (classification) or ``"mse"`` (regression).
         strategy: meta-batch execution, ``"loop"`` (reference) or ``"vmap"``.
+        memory: ``"second-order"``, ``"first-order"``, ``"checkpoint"`` (``strategy="loop"`` only)
+            or ``"implicit"`` (iMAML on the head: the backbone's meta-gradient then includes the
+            implicit cross term); see ``learnfast.inner``.
+        implicit_lambda: iMAML's proximal strength lambda (``memory="implicit"``).
+        cg_steps: conjugate-gradient iterations of the implicit solve.
+        cg_damping: adds ``cg_damping * I`` to the implicit system ``I + H/lambda``.
+        bn: BatchNorm policy, ``"transductive"``, ``"support"`` or ``"per-step"``
+            (``learnfast.batchnorm``).
 
     Example:
         >>> anil = ANIL(Conv4(out_features=5, strided=True), inner_lr=0.4, inner_steps=1)
@@ -70,11 +77,19 @@ class ANIL(Algorithm):
         head: str | None = None,
         loss: str = "cross_entropy",
         strategy: str = "loop",
+        memory: str = "second-order",
+        implicit_lambda: float = 1.0,
+        cg_steps: int = 5,
+        cg_damping: float = 0.0,
+        bn: str = "transductive",
     ) -> None:
         super().__init__(loss=loss, strategy=strategy)
         self.model = model
-        self.inner_lr, self.first_order = inner_lr, first_order
+        self.inner_lr = inner_lr
         self.inner_steps, self.eval_inner_steps = inner_steps_pair(inner_steps, eval_inner_steps)
+        self.inner = inner_loop(memory, first_order, bn, strategy, implicit_lambda, cg_steps, cg_damping)
+        self.first_order = self.inner.memory == "first-order"
+        self.step_norms = per_step_norms(model, bn, max(self.inner_steps, self.eval_inner_steps))
         holders = modules_with_parameters(model)
         if not holders:
             raise ValueError(f"{type(model).__name__} has no trainable parameters; ANIL needs a head to adapt")
@@ -89,10 +104,8 @@ class ANIL(Algorithm):
 
     def task_predict(self, meta_params: Params, task: Task, inner_steps: int) -> Tensor:
         params = submodule_params(meta_params)
-        fast = adapt(
-            self.model, params, task.support_x, task.support_y, self.loss_fn,
-            steps=inner_steps, update=sgd(self.inner_lr),
+        return self.inner.predict(
+            self.model, params, task, self.loss_fn, inner_steps, sgd(self.inner_lr),
             adapt_keys=[k for k in self.head_keys if k in params],  # a head frozen after construction does not adapt
-            first_order=self.first_order,
+            step_params=step_sets(self.step_norms, meta_params),
         )
-        return forward_with(self.model, fast, task.query_x)

@@ -1,21 +1,23 @@
-"""Model-Agnostic Meta-Learning, second- and first-order.
+"""Model-Agnostic Meta-Learning: second order, first order, checkpointed, or implicit (iMAML).
 
 Finn, Abbeel & Levine (2017). Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks. ICML.
+Rajeswaran, Finn, Kakade & Levine (2019). Meta-Learning with Implicit Gradients. NeurIPS.
 
 MAML learns an initialisation from which a few gradient steps on a task's support set give a good
 model for its query set; the meta-gradient flows through those steps (second order), or treats
-the inner gradients as constants (first order, FOMAML).
+the inner gradients as constants (first order, FOMAML). iMAML instead solves a proximal inner
+problem and gets the meta-gradient by the implicit function theorem, in memory independent of the
+number of inner steps.
 """
 from __future__ import annotations
 
 from torch import Tensor, nn
 
 from .._types import Params
-from ..functional import forward_with
-from ..inner import adapt, sgd
+from ..batchnorm import per_step_norms, step_sets
+from ..inner import inner_loop, sgd
 from ..tasks import Task
 from .base import Algorithm, inner_steps_pair, submodule_params
-
 
 
 class MAML(Algorithm):
@@ -26,13 +28,28 @@ class MAML(Algorithm):
         inner_lr: inner-loop SGD step size (alpha).
         inner_steps: inner steps while meta-training.
         eval_inner_steps: inner steps at test time (default: ``inner_steps``).
-        first_order: drop second-order terms of the meta-gradient.
+        first_order: legacy spelling of ``memory="first-order"`` (FOMAML).
         loss: ``"cross_entropy"`` (classification) or ``"mse"`` (regression).
         strategy: meta-batch execution, ``"loop"`` (reference) or ``"vmap"``.
+        memory: how the meta-gradient is kept (``learnfast.inner``): ``"second-order"`` (exact),
+            ``"first-order"``, ``"checkpoint"`` (exact, activation checkpointing through the inner
+            loop; ``strategy="loop"`` only) or ``"implicit"`` (iMAML; the inner loop then
+            minimises the support loss plus ``implicit_lambda/2 ||phi - theta||^2``).
+        implicit_lambda: iMAML's proximal strength lambda (``memory="implicit"``).
+        cg_steps: conjugate-gradient iterations of the implicit solve.
+        cg_damping: adds ``cg_damping * I`` to the implicit system ``I + H/lambda``.
+        bn: BatchNorm policy (``learnfast.batchnorm``): ``"transductive"`` (per-task batch
+            statistics, the paper's), ``"support"`` (query normalised with support statistics)
+            or ``"per-step"`` (MAML++ per-step BatchNorm scales and shifts).
 
     Example:
         >>> maml = MAML(Conv4(out_features=5, strided=True), inner_lr=0.4, inner_steps=1)
         >>> maml.meta_loss(batch).loss.backward()          # batch: Task of (B, ...) tensors
+        >>> imaml = MAML(Conv4(out_features=5, strided=True), inner_steps=20, memory="implicit", implicit_lambda=2.0)
+
+    References:
+        Finn et al. (2017), https://arxiv.org/abs/1703.03400;
+        Rajeswaran et al. (2019), https://arxiv.org/abs/1909.04630
     """
 
     def __init__(
@@ -44,16 +61,22 @@ class MAML(Algorithm):
         first_order: bool = False,
         loss: str = "cross_entropy",
         strategy: str = "loop",
+        memory: str = "second-order",
+        implicit_lambda: float = 1.0,
+        cg_steps: int = 5,
+        cg_damping: float = 0.0,
+        bn: str = "transductive",
     ) -> None:
         super().__init__(loss=loss, strategy=strategy)
         self.model = model
-        self.inner_lr, self.first_order = inner_lr, first_order
+        self.inner_lr = inner_lr
         self.inner_steps, self.eval_inner_steps = inner_steps_pair(inner_steps, eval_inner_steps)
+        self.inner = inner_loop(memory, first_order, bn, strategy, implicit_lambda, cg_steps, cg_damping)
+        self.first_order = self.inner.memory == "first-order"
+        self.step_norms = per_step_norms(model, bn, max(self.inner_steps, self.eval_inner_steps))
 
     def task_predict(self, meta_params: Params, task: Task, inner_steps: int) -> Tensor:
-        params = submodule_params(meta_params)
-        fast = adapt(
-            self.model, params, task.support_x, task.support_y, self.loss_fn,
-            steps=inner_steps, update=sgd(self.inner_lr), first_order=self.first_order,
+        return self.inner.predict(
+            self.model, submodule_params(meta_params), task, self.loss_fn, inner_steps, sgd(self.inner_lr),
+            step_params=step_sets(self.step_norms, meta_params),
         )
-        return forward_with(self.model, fast, task.query_x)

@@ -13,40 +13,24 @@ import torch
 from torch import Tensor, nn
 
 from .._types import Params
-from ..functional import forward_with
-from ..inner import adapt, sgd
+from ..batchnorm import per_step_norms, step_sets
+from ..functional import Mirror
+from ..inner import inner_loop, sgd
 from ..tasks import Task
 from .base import Algorithm, inner_steps_pair, submodule_params
 
 RATES = "inner_lrs."
 
 
-class LearnedRates(nn.Module):
+class LearnedRates(Mirror):
     """One learnable rate tensor per trainable parameter of ``model``, named and shaped like it.
 
-    The rate of ``features.0.0.weight`` is the parameter ``features.0.0.weight`` of this module:
-    sub-modules mirror the model's, so names need no escaping and checkpoints read naturally.
+    The rate of ``features.0.0.weight`` is the parameter ``features.0.0.weight`` of this module
+    (``as_dict()`` keys them like the model's ``named_parameters()``).
     """
 
     def __init__(self, model: nn.Module, init: float) -> None:
-        super().__init__()
-        nodes: dict[str, nn.Module] = {"": self}
-        for name, p in model.named_parameters():
-            if not p.requires_grad:
-                continue
-            *path, leaf = name.split(".")
-            parent = ""
-            for part in path:
-                child = f"{parent}.{part}" if parent else part
-                if child not in nodes:
-                    nodes[child] = nn.Module()
-                    nodes[parent].add_module(part, nodes[child])
-                parent = child
-            nodes[parent].register_parameter(leaf, nn.Parameter(torch.full_like(p, init)))
-
-    def as_dict(self) -> Params:
-        """The rates keyed like the model's ``named_parameters()`` (tensors shared, not copied)."""
-        return dict(self.named_parameters())
+        super().__init__({name: torch.full_like(p, init) for name, p in model.named_parameters() if p.requires_grad})
 
 
 class MetaSGD(Algorithm):
@@ -60,9 +44,16 @@ class MetaSGD(Algorithm):
         inner_lr: initial value of every learned rate (alpha).
         inner_steps: inner steps while meta-training (the paper uses one).
         eval_inner_steps: inner steps at test time (default: ``inner_steps``).
-        first_order: drop second-order terms (the rates still get gradients, through the step itself).
+        first_order: legacy spelling of ``memory="first-order"`` (the rates still get gradients,
+            through the step itself).
         loss: ``"cross_entropy"`` (classification) or ``"mse"`` (regression).
         strategy: meta-batch execution, ``"loop"`` (reference) or ``"vmap"``.
+        memory: ``"second-order"``, ``"first-order"`` or ``"checkpoint"`` (``strategy="loop"``
+            only); see ``learnfast.inner``. Not ``"implicit"``: the proximal solution does not
+            depend on the step sizes, so the rates would never learn.
+        bn: BatchNorm policy, ``"transductive"``, ``"support"`` or ``"per-step"``
+            (``learnfast.batchnorm``; with ``"per-step"`` the BatchNorm parameters do not adapt,
+            so their rates stay unused).
 
     Example:
         >>> metasgd = MetaSGD(Conv4(out_features=5, strided=True), inner_lr=0.4)
@@ -81,19 +72,25 @@ class MetaSGD(Algorithm):
         first_order: bool = False,
         loss: str = "cross_entropy",
         strategy: str = "loop",
+        memory: str = "second-order",
+        bn: str = "transductive",
     ) -> None:
         super().__init__(loss=loss, strategy=strategy)
+        if memory == "implicit":
+            raise ValueError("Meta-SGD cannot use memory='implicit': the proximal inner solution does not depend on the "
+                             "learned rates, so they would get no gradient; use memory='second-order' or 'checkpoint', "
+                             "or MAML / ANIL with memory='implicit'")
         self.model = model
         self.inner_lrs = LearnedRates(model, inner_lr)
-        self.first_order = first_order
         self.inner_steps, self.eval_inner_steps = inner_steps_pair(inner_steps, eval_inner_steps)
+        self.inner = inner_loop(memory, first_order, bn, strategy)
+        self.first_order = self.inner.memory == "first-order"
+        self.step_norms = per_step_norms(model, bn, max(self.inner_steps, self.eval_inner_steps))
 
     def task_predict(self, meta_params: Params, task: Task, inner_steps: int) -> Tensor:
         params = submodule_params(meta_params)
         # rates frozen with requires_grad_(False) are not meta-parameters: use the module's own
         rates = {**self.inner_lrs.as_dict(), **submodule_params(meta_params, RATES)}
-        fast = adapt(
-            self.model, params, task.support_x, task.support_y, self.loss_fn,
-            steps=inner_steps, update=sgd(rates), first_order=self.first_order,
+        return self.inner.predict(
+            self.model, params, task, self.loss_fn, inner_steps, sgd(rates), step_params=step_sets(self.step_norms, meta_params),
         )
-        return forward_with(self.model, fast, task.query_x)

@@ -2,7 +2,7 @@
 
 Nichol, Achiam & Schulman (2018). On First-Order Meta-Learning Algorithms. arXiv:1803.02999.
 
-For each task of a meta-batch, Reptile runs a few plain SGD steps from the current initialisation
+For each task of a meta-batch, Reptile runs a few SGD (or Adam) steps from the current initialisation
 ``theta`` on the task's data and reaches ``phi_task``; it then moves ``theta`` towards the mean of
 the ``phi_task``. The difference ``theta - mean(phi)`` acts as a gradient: with outer SGD of step
 ``epsilon`` it is the paper's update ``theta + epsilon (mean(phi) - theta)``, and it can be fed to
@@ -17,12 +17,13 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from .._types import Params
-from ..functional import detach, forward_with
-from ..inner import adapt, sgd
+from ..functional import detach
+from ..inner import InnerOptimizer, adapt, adam, inner_loop, sgd
 from ..tasks import Task, check_batch, task_at
 from .base import Algorithm, MetaOutput, inner_steps_pair, query_loss, submodule_params
 
 PREFIX = "model."
+INNER_OPTIMIZERS = ("sgd", "adam")
 
 
 class Reptile(Algorithm):
@@ -43,6 +44,12 @@ class Reptile(Algorithm):
         loss: ``"cross_entropy"`` (classification) or ``"mse"`` (regression).
         strategy: meta-batch execution, ``"loop"`` (reference) or ``"vmap"`` (the per-task inner
             loops run under ``vmap``; they are first order, so the result is the loop's).
+        inner_optimizer: ``"sgd"``, or ``"adam"`` as in the paper (``betas=(0, 0.999)``, step size
+            ``inner_lr``; its moments start at zero for every task and every test episode).
+        bn: BatchNorm policy at test time (``learnfast.batchnorm``): ``"transductive"`` (the
+            query set normalised with its own batch statistics, the paper's transductive setting)
+            or ``"support"`` (with the support set's, non-transductive). ``"per-step"`` does not
+            apply: Reptile's pseudo-gradient reaches only the adapted parameters.
 
     Example:
         >>> reptile = Reptile(Conv4(out_features=5, strided=True), inner_lr=0.1, inner_steps=5)
@@ -60,20 +67,29 @@ class Reptile(Algorithm):
         eval_inner_steps: int | None = None,
         loss: str = "cross_entropy",
         strategy: str = "loop",
+        inner_optimizer: str = "sgd",
+        bn: str = "transductive",
     ) -> None:
         super().__init__(loss=loss, strategy=strategy)
+        if inner_optimizer not in INNER_OPTIMIZERS:
+            raise ValueError(f"unknown inner_optimizer {inner_optimizer!r}; choose one of {INNER_OPTIMIZERS}")
+        if bn == "per-step":
+            raise ValueError("Reptile cannot use bn='per-step': its pseudo-gradient theta - mean(phi) reaches only the "
+                             "adapted parameters, so per-step copies would never learn; use bn='transductive' or 'support'")
         self.model = model
-        self.inner_lr = inner_lr
+        self.inner_lr, self.inner_optimizer = inner_lr, inner_optimizer
         self.inner_steps, self.eval_inner_steps = inner_steps_pair(inner_steps, eval_inner_steps)
+        self.inner = inner_loop("second-order", False, bn, strategy)
+
+    def update_rule(self) -> InnerOptimizer:
+        return adam(self.inner_lr, betas=(0.0, 0.999)) if self.inner_optimizer == "adam" else sgd(self.inner_lr)
 
     def task_predict(self, meta_params: Params, task: Task, inner_steps: int) -> Tensor:
-        params = submodule_params(meta_params)
-        fast = adapt(self.model, params, task.support_x, task.support_y, self.loss_fn, steps=inner_steps, update=sgd(self.inner_lr))
-        return forward_with(self.model, fast, task.query_x)
+        return self.inner.predict(self.model, submodule_params(meta_params), task, self.loss_fn, inner_steps, self.update_rule())
 
     def train_on_task(self, theta: Params, x: Tensor, y: Tensor, steps: int) -> Params:
-        """``phi``: ``steps`` SGD steps from ``theta`` (detached) on one task's ``x (n, ...)``, ``y (n, ...)``."""
-        return adapt(self.model, theta, x, y, self.loss_fn, steps=steps, update=sgd(self.inner_lr), first_order=True)
+        """``phi``: ``steps`` inner-optimizer steps from ``theta`` (detached) on one task's ``x (n, ...)``, ``y (n, ...)``."""
+        return adapt(self.model, theta, x, y, self.loss_fn, steps=steps, update=self.update_rule(), memory="first-order")
 
     def meta_loss(self, batch: Task) -> MetaOutput:
         """Surrogate whose gradient is ``theta - mean(phi)``; value and predictions as a test episode sees them."""
