@@ -197,3 +197,88 @@ def test_adapt_works_on_plain_module_with_buffers():
     reference = copy.deepcopy(model)
     F.mse_loss(reference(x), y).backward()
     assert torch.allclose(fast["lin.weight"], model.lin.weight - 0.1 * reference.lin.weight.grad, atol=1e-14, rtol=0)
+
+
+# -- stateful update rules ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("betas", [(0.0, 0.999), (0.9, 0.99)])
+def test_adam_equals_torch_optim_adam_step_by_step(betas):
+    """k functional Adam steps == k steps of torch.optim.Adam, for every k (bias corrections included)."""
+    model = tiny_mlp()
+    x, y = regression_data()
+    lr = 0.05
+    reference = copy.deepcopy(model)
+    opt = torch.optim.Adam(reference.parameters(), lr=lr, betas=betas)
+    for steps in range(1, 5):
+        opt.zero_grad()
+        F.mse_loss(reference(x), y).backward()
+        opt.step()
+        fast = lf.adapt(model, lf.params_of(model), x, y, F.mse_loss, steps=steps, update=lf.adam(lr, betas=betas))
+        for name, p in reference.named_parameters():
+            assert torch.allclose(fast[name], p, atol=1e-13, rtol=0), (steps, name)
+    assert not torch.allclose(fast["net.0.weight"], lf.adapt(model, lf.params_of(model), x, y, F.mse_loss, 4, lf.sgd(lr))["net.0.weight"])
+
+
+def test_update_rules_are_pure_init_update_pairs():
+    params = {"w": torch.ones(3, dtype=DT)}
+    grads = {"w": torch.full((3,), 2.0, dtype=DT)}
+    rule = lf.adam(0.1)
+    state = rule.init(params)
+    new, new_state = rule.update(grads, state, params, 0)
+    assert torch.equal(params["w"], torch.ones(3, dtype=DT)) and torch.equal(state[0]["w"], torch.zeros(3, dtype=DT))
+    assert torch.allclose(new["w"], torch.full((3,), 0.9, dtype=DT), atol=1e-6)  # first Adam step moves by lr
+    assert torch.allclose(new_state[0]["w"], 0.1 * grads["w"]) and torch.allclose(new_state[1]["w"], 0.001 * grads["w"] ** 2)
+    sgd = lf.sgd(0.5)
+    assert sgd.init(params) == ()
+    assert torch.equal(sgd.update(grads, (), params, 3)[0]["w"], torch.zeros(3, dtype=DT))
+
+
+def test_adam_second_order_gradcheck():
+    model = tiny_mlp(hidden=(4,))
+    x, y = regression_data(n=5)
+    xq, yq = regression_data(seed=1, n=5)
+    names = [n for n, _ in model.named_parameters()]
+    inputs = tuple(p.detach().clone().requires_grad_() for p in model.parameters())
+
+    def query_loss(*flat):
+        fast = lf.adapt(model, dict(zip(names, flat)), x, y, F.mse_loss, steps=2, update=lf.adam(0.05, betas=(0.0, 0.999)))
+        return F.mse_loss(lf.forward_with(model, fast, xq), yq)
+
+    assert torch.autograd.gradcheck(query_loss, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+def test_adam_under_vmap_matches_loop():
+    model = tiny_mlp()
+    g = torch.Generator().manual_seed(0)
+    xs, ys = torch.randn(3, 6, 3, generator=g, dtype=DT), torch.randn(3, 6, 2, generator=g, dtype=DT)
+    params = detach(lf.params_of(model))
+    rule = lf.adam(0.05, betas=(0.0, 0.999))
+    batched = torch.func.vmap(lambda a, b: lf.adapt(model, params, a, b, F.mse_loss, 3, rule))(xs, ys)
+    for t in range(3):
+        single = lf.adapt(model, params, xs[t], ys[t], F.mse_loss, 3, rule)
+        assert all(torch.allclose(batched[k][t], single[k], atol=1e-13, rtol=0) for k in params)
+
+
+def test_adapt_rejects_a_bare_function_as_update():
+    model = tiny_mlp()
+    x, y = regression_data()
+    with pytest.raises(TypeError, match="InnerOptimizer such as sgd"):
+        lf.adapt(model, lf.params_of(model), x, y, F.mse_loss, 1, lambda p, g, s: p)
+
+
+def test_adam_rejects_bad_betas():
+    with pytest.raises(ValueError, match=r"betas must lie in \[0, 1\)"):
+        lf.adam(0.1, betas=(1.0, 0.999))
+
+
+@pytest.mark.parametrize("memory", ["first-order", "checkpoint", "implicit"])
+def test_memory_options_adapt_to_the_same_kind_of_values(memory):
+    """Every option adapts; all but "implicit" (a proximal inner problem) to exactly the second-order values."""
+    model = tiny_mlp()
+    x, y = regression_data()
+    params = lf.params_of(model)
+    reference = lf.adapt(model, params, x, y, F.mse_loss, 3, lf.sgd(0.3))
+    fast = lf.adapt(model, params, x, y, F.mse_loss, 3, lf.sgd(0.3), memory=memory)
+    same = all(torch.allclose(fast[k], reference[k], atol=1e-14, rtol=0) for k in params)
+    assert same == (memory != "implicit")
+    assert not torch.allclose(fast["net.0.weight"], params["net.0.weight"])

@@ -8,13 +8,14 @@
 from .algorithms import ALGORITHMS, ANIL, MAML, MANN, Algorithm, MatchingNet, MetaNet, MetaOutput, MetaSGD, ProtoNet, RelationNet, Reptile, SiameseNet, TADAM
 from .episodes import EpisodeSampler, EpisodeSpec
 from .functional import forward_with, params_of, sgd_step
-from .inner import adapt, sgd
+from .inner import InnerOptimizer, adam, adapt, sgd
 from .models import MLP, Conv4, Conv4Maps
 from .tasks import Task, cat_tasks, stack_tasks, task_at, unstack_tasks
 
 __all__ = [
-    "ALGORITHMS", "ANIL", "Algorithm", "Conv4", "Conv4Maps", "EpisodeSampler", "EpisodeSpec", "MAML", "MANN", "MLP", "MatchingNet",
+    "ALGORITHMS", "ANIL", "Algorithm", "Conv4", "Conv4Maps", "EpisodeSampler", "EpisodeSpec", "InnerOptimizer", "MAML", "MANN", "MLP",
+    "MatchingNet",
     "MetaNet", "MetaOutput", "MetaSGD", "ProtoNet", "RelationNet", "Reptile", "SiameseNet", "TADAM",
-    "Task", "adapt", "cat_tasks", "forward_with", "params_of", "sgd", "sgd_step", "stack_tasks", "task_at", "unstack_tasks",
+    "Task", "adam", "adapt", "cat_tasks", "forward_with", "params_of", "sgd", "sgd_step", "stack_tasks", "task_at", "unstack_tasks",
 ]
 __version__ = "0.1.0"

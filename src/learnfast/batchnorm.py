@@ -9,7 +9,8 @@
 ``"per-step"`` (MAML++, Antoniou et al. 2019, "per-step batch normalization weights and biases"):
     the BatchNorm scales and shifts get one meta-learned copy per inner step. The forward pass of
     inner step ``k`` (and the query forward after ``k`` steps) uses copy ``k``; copy 0 is the
-    model's own, copies ``1..n`` live in ``StepNorms``; a step beyond ``n`` reuses copy ``n``. The
+    model's own, copies ``1..n`` (``n`` = the training ``inner_steps``, so every copy is trained)
+    live in ``StepNorms``; a step beyond ``n`` (more steps at test time) reuses copy ``n``. The
     copies are meta-parameters and do not adapt in the inner loop (as in MAML++); statistics stay
     per-task batch statistics (with ``track_running_stats=False`` there are no running statistics
     to keep per step).

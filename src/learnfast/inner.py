@@ -66,8 +66,9 @@ def sgd(lr: float | Params) -> InnerOptimizer:
 def adam(lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> InnerOptimizer:
     """Adam (Kingma & Ba 2015) as ``torch.optim.Adam`` computes it, functional and differentiable.
 
-    The Reptile paper's inner loop uses ``betas=(0.0, 0.999)``. Second-order gradients through
-    Adam are undefined where a gradient is exactly zero (``sqrt`` at 0).
+    The Reptile paper's inner loop uses ``betas=(0.0, 0.999)``. Second order through Adam is
+    well defined: where a gradient is exactly zero (a dead ReLU unit) the square root's
+    derivative is taken as 0, its value on the flat region around it, instead of ``inf``.
 
     State: ``(m, v)``, first and second moment dicts keyed like the adapted parameters.
     """
@@ -84,10 +85,16 @@ def adam(lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
         v = {k: beta2 * v[k] + (1 - beta2) * grads[k] * grads[k] for k in params}
         t = step + 1
         correction1, correction2 = 1 - beta1**t, (1 - beta2**t) ** 0.5
-        new = {k: p - (lr / correction1) * m[k] / (v[k].sqrt() / correction2 + eps) for k, p in params.items()}
+        new = {k: p - (lr / correction1) * m[k] / (_sqrt(v[k]) / correction2 + eps) for k, p in params.items()}
         return new, (m, v)
 
     return InnerOptimizer(init, update)
+
+
+def _sqrt(v: Tensor) -> Tensor:
+    """``sqrt(v)`` for ``v >= 0`` whose derivative at 0 is 0 rather than ``inf`` (which would turn into NaN)."""
+    positive = v > 0
+    return torch.where(positive, torch.where(positive, v, torch.ones_like(v)).sqrt(), torch.zeros_like(v))
 
 
 def resolve_memory(memory: str, first_order: bool) -> str:

@@ -89,7 +89,7 @@ class ANIL(Algorithm):
         self.inner_steps, self.eval_inner_steps = inner_steps_pair(inner_steps, eval_inner_steps)
         self.inner = inner_loop(memory, first_order, bn, strategy, implicit_lambda, cg_steps, cg_damping)
         self.first_order = self.inner.memory == "first-order"
-        self.step_norms = per_step_norms(model, bn, max(self.inner_steps, self.eval_inner_steps))
+        self.step_norms = per_step_norms(model, bn, self.inner_steps)
         holders = modules_with_parameters(model)
         if not holders:
             raise ValueError(f"{type(model).__name__} has no trainable parameters; ANIL needs a head to adapt")

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .._types import Params
-from ..batchnorm import per_step_norms, step_sets
+from ..batchnorm import norm_keys, per_step_norms, step_sets
 from ..functional import Mirror
 from ..inner import inner_loop, sgd
 from ..tasks import Task
@@ -26,11 +26,12 @@ class LearnedRates(Mirror):
     """One learnable rate tensor per trainable parameter of ``model``, named and shaped like it.
 
     The rate of ``features.0.0.weight`` is the parameter ``features.0.0.weight`` of this module
-    (``as_dict()`` keys them like the model's ``named_parameters()``).
+    (``as_dict()`` keys them like the model's ``named_parameters()``). Parameters named in
+    ``exclude`` (those that do not adapt) get no rate.
     """
 
-    def __init__(self, model: nn.Module, init: float) -> None:
-        super().__init__({name: torch.full_like(p, init) for name, p in model.named_parameters() if p.requires_grad})
+    def __init__(self, model: nn.Module, init: float, exclude: tuple[str, ...] = ()) -> None:
+        super().__init__({name: torch.full_like(p, init) for name, p in model.named_parameters() if p.requires_grad and name not in exclude})
 
 
 class MetaSGD(Algorithm):
@@ -53,7 +54,7 @@ class MetaSGD(Algorithm):
             depend on the step sizes, so the rates would never learn.
         bn: BatchNorm policy, ``"transductive"``, ``"support"`` or ``"per-step"``
             (``learnfast.batchnorm``; with ``"per-step"`` the BatchNorm parameters do not adapt,
-            so their rates stay unused).
+            so they get no rates).
 
     Example:
         >>> metasgd = MetaSGD(Conv4(out_features=5, strided=True), inner_lr=0.4)
@@ -81,11 +82,11 @@ class MetaSGD(Algorithm):
                              "learned rates, so they would get no gradient; use memory='second-order' or 'checkpoint', "
                              "or MAML / ANIL with memory='implicit'")
         self.model = model
-        self.inner_lrs = LearnedRates(model, inner_lr)
+        self.inner_lrs = LearnedRates(model, inner_lr, exclude=norm_keys(model) if bn == "per-step" else ())
         self.inner_steps, self.eval_inner_steps = inner_steps_pair(inner_steps, eval_inner_steps)
         self.inner = inner_loop(memory, first_order, bn, strategy)
         self.first_order = self.inner.memory == "first-order"
-        self.step_norms = per_step_norms(model, bn, max(self.inner_steps, self.eval_inner_steps))
+        self.step_norms = per_step_norms(model, bn, self.inner_steps)
 
     def task_predict(self, meta_params: Params, task: Task, inner_steps: int) -> Tensor:
         params = submodule_params(meta_params)
