@@ -169,3 +169,41 @@ def test_registered_and_named_config_builds():
 def test_fomaml_config_builds_first_order_maml():
     maml = build_algorithm(load_config("fomaml-omniglot-5w1s"))
     assert isinstance(maml, lf.MAML) and maml.first_order
+
+
+def adam_phi(model, tasks, lr, steps):
+    """The Adam oracle: per task, ``steps`` torch.optim.Adam steps (betas (0, 0.999)) on support + query."""
+    phis = []
+    for t in range(tasks.batch_size):
+        x = torch.cat([tasks.support_x[t], tasks.query_x[t]])
+        y = torch.cat([tasks.support_y[t], tasks.query_y[t]])
+        copy_ = copy.deepcopy(model)
+        opt = torch.optim.Adam(copy_.parameters(), lr=lr, betas=(0.0, 0.999))
+        for _ in range(steps):
+            opt.zero_grad()
+            F.cross_entropy(copy_(x), y).backward()
+            opt.step()
+        phis.append(dict(copy_.named_parameters()))
+    return {k: torch.stack([phi[k].detach() for phi in phis]).mean(0) for k, _ in model.named_parameters()}
+
+
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_adam_inner_optimizer_pseudo_gradient(strategy):
+    """inner_optimizer="adam" (the paper's inner loop): theta - mean(phi) with phi from torch.optim.Adam."""
+    model, tasks = mlp(), blobs(size=3)
+    reptile = Reptile(copy.deepcopy(model), inner_lr=0.02, inner_steps=4, strategy=strategy, inner_optimizer="adam")
+    _, grads = pseudo_gradient(reptile, tasks)
+    phi = adam_phi(model, tasks, 0.02, 4)
+    sgd_phi = mean_phi(model, tasks, 0.02, 4)
+    for k, p in model.named_parameters():
+        assert not torch.allclose(phi[k], sgd_phi[k], atol=1e-6), k  # Adam really ran
+        assert torch.allclose(grads[k], p.detach() - phi[k], atol=1e-12, rtol=0), k
+
+
+def test_inner_optimizer_is_a_config_key_and_checked():
+    cfg = RunConfig(algorithm={"name": "reptile", "inner_optimizer": "adam", "inner_lr": 1e-3, "bn": "support"})
+    cfg.model.backbone, cfg.model.hidden = "conv4", 4
+    reptile = build_algorithm(cfg)
+    assert reptile.inner_optimizer == "adam" and reptile.inner.bn == "support"
+    with pytest.raises(ValueError, match="unknown inner_optimizer 'rmsprop'"):
+        Reptile(mlp(), inner_optimizer="rmsprop")
