@@ -1,5 +1,6 @@
 """The algorithm contract, checked for every entry of the registry ``learnfast.algorithms.ALGORITHMS``."""
 import copy
+import inspect
 
 import pytest
 import torch
@@ -15,14 +16,36 @@ NAMES = sorted(ALGORITHMS)
 
 
 def make(name, seed=0, backbone="mlp"):
-    """A tiny instance of registered algorithm ``name`` (with a head only where it needs one)."""
+    """A tiny instance of registered algorithm ``name`` (with a head only where it needs one).
+
+    Algorithms that size their own output layer take ``ways``, which they get as from a config.
+    """
     cls = ALGORITHMS[name]
     torch.manual_seed(seed)
     if backbone == "mlp":
         model = lf.MLP(in_features=DIM, hidden=(16,), out_features=WAYS if cls.needs_head else EMBED)
     else:
         model = lf.Conv4(hidden=4, out_features=WAYS if cls.needs_head else None, strided=backbone == "conv4-strided")
-    return cls(model=model)
+    sized = "ways" in inspect.signature(cls.__init__).parameters
+    return cls(model=model, **({"ways": WAYS} if sized else {}))
+
+
+# Parameters an algorithm keeps out of meta-training on purpose (prefix, reason); they must get no gradient.
+FROZEN = {"mtl": ("model.", "the pretrained backbone is frozen; MTL meta-learns scales and shifts of it (Sun et al. 2019)")}
+
+
+def frozen(algorithm):
+    """Names of the parameters that are not meta-parameters."""
+    return {k for k, _ in algorithm.named_parameters()} - set(algorithm.meta_params())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_meta_parameters_are_all_parameters_but_the_declared_frozen_ones(name):
+    algorithm = make(name)
+    prefix = FROZEN[name][0] if name in FROZEN else None
+    expected = {k for k, _ in algorithm.named_parameters() if prefix and k.startswith(prefix)}
+    assert frozen(algorithm) == expected
+    assert set(algorithm.meta_params()), "an algorithm needs meta-parameters"
 
 
 def tasks(seed=0, size=4):
@@ -53,10 +76,13 @@ def test_finite_loss_and_gradient_reaches_every_meta_parameter(name):
     assert out.loss.dim() == 0 and torch.isfinite(out.loss)
     assert out.predictions.shape == (4, WAYS * 4, WAYS)
     out.loss.backward()
-    for k, p in algorithm.named_parameters():
+    for k, p in algorithm.meta_params().items():
         assert p.grad is not None, f"{k} got no gradient"
         assert torch.isfinite(p.grad).all(), k
         assert p.grad.abs().sum() > 0, f"{k} has an all-zero gradient"
+    for k, p in algorithm.named_parameters():
+        if k in frozen(algorithm):
+            assert p.grad is None, f"{k} is frozen but got a gradient"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -69,11 +95,12 @@ def test_gradient_reaches_conv_backbone(name, backbone):
     out = algorithm.meta_loss(batch)
     assert torch.isfinite(out.loss)
     out.loss.backward()
-    for k, p in algorithm.named_parameters():
+    for k, p in algorithm.meta_params().items():
         assert p.grad is not None and torch.isfinite(p.grad).all(), k
-        conv_bias = k.endswith(".0.bias") and ".features." in k
+        conv_bias = k.endswith(".0.bias") and ".features." in k  # MTL's shift.features.0.0.bias too
         if not conv_bias:
             assert p.grad.abs().sum() > 0, f"{k} has an all-zero gradient"
+    assert all(p.grad is None for k, p in algorithm.named_parameters() if k in frozen(algorithm))
 
 
 @pytest.mark.parametrize("name", NAMES)

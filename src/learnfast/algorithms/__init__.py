@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from .anil import ANIL
 from .base import Algorithm, MetaOutput
+from .baseline import Baseline
 from .maml import MAML
 from .mann import MANN
 from .matching import MatchingNet
 from .metanet import MetaNet
 from .metasgd import MetaSGD
+from .mtl import MTL
 from .protonet import ProtoNet
 from .relation import RelationNet
 from .reptile import Reptile
@@ -16,11 +18,13 @@ from .tadam import TADAM
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
     "anil": ANIL,
+    "baseline": Baseline,
     "maml": MAML,
     "mann": MANN,
     "matching": MatchingNet,
     "metanet": MetaNet,
     "metasgd": MetaSGD,
+    "mtl": MTL,
     "protonet": ProtoNet,
     "relation": RelationNet,
     "reptile": Reptile,
@@ -28,4 +32,4 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
     "tadam": TADAM,
 }
 
-__all__ = ["ALGORITHMS", "ANIL", "Algorithm", "MAML", "MANN", "MatchingNet", "MetaNet", "MetaOutput", "MetaSGD", "ProtoNet", "RelationNet", "Reptile", "SiameseNet", "TADAM"]
+__all__ = ["ALGORITHMS", "ANIL", "Algorithm", "Baseline", "MAML", "MANN", "MatchingNet", "MetaNet", "MetaOutput", "MetaSGD", "MTL", "ProtoNet", "RelationNet", "Reptile", "SiameseNet", "TADAM"]
