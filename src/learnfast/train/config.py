@@ -40,12 +40,28 @@ class TrainConfig:
     queries: int = 15
     meta_batch: int = 32
     iterations: int = 1000
-    lr: float = 1e-3  # Adam
+    lr: float = 1e-3  # outer learning rate
+    optimizer: str = "adam"  # outer optimizer: adam | sgd
+    momentum: float = 0.0  # sgd only
     lr_halve_every: int = 0  # halve the outer lr every this many iterations (0: never)
+    lr_anneal: bool = False  # decay the outer lr linearly to 0 over the iterations (Reptile)
+    hard_task_every: int = 0  # every this many meta-batches, one of hard tasks (Sun et al. 2019; 0: never)
     val_every: int = 500
     val_episodes: int = 200
     checkpoint_every: int = 100
     seed: int = 0
+
+
+@dataclass
+class PretrainConfig:
+    """A classifier pretraining phase over all meta-training classes, before meta-training (0 iterations: none)."""
+
+    iterations: int = 0
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"  # adam | sgd
+    momentum: float = 0.0  # sgd only
+    lr_anneal: bool = False  # decay the lr linearly to 0 over the iterations
 
 
 @dataclass
@@ -66,6 +82,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
