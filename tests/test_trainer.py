@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from learnfast.train.checkpoint import load_checkpoint
-from learnfast.train.config import RunConfig
+from learnfast.train.config import ConfigError, RunConfig
 from learnfast.train.trainer import Trainer
 
 
@@ -204,3 +204,163 @@ def test_maml_learns_sinusoid(tmp_path):
         setattr(cfg.train, key, value)
     before, after = learning_run(tmp_path, cfg, 100)
     assert after.mean < 0.6 * before.mean, (str(before), str(after))
+
+
+# -- outer optimizer option -------------------------------------------------------------------------
+
+def test_sgd_with_momentum_and_linear_annealing_matches_a_hand_written_loop(tmp_path):
+    from learnfast.train.build import build_algorithm, build_source
+
+    cfg = sinusoid_cfg(iterations=4, optimizer="sgd", momentum=0.9, lr_anneal=True, lr=0.05, val_every=100)
+    records = []
+    trainer = Trainer(cfg, tmp_path, progress=False, callbacks=(lambda it, rec: records.append(rec),))
+    trainer.fit()
+    assert [r["lr"] for r in records] == pytest.approx([0.05, 0.0375, 0.025, 0.0125])  # linearly to 0 after the last step
+    assert isinstance(trainer.optimizer, torch.optim.SGD)
+
+    algorithm = build_algorithm(cfg)
+    source = build_source(cfg, "train", cfg.train.ways, cfg.train.shots, cfg.train.queries)
+    generator = torch.Generator().manual_seed(cfg.train.seed)
+    optimizer = torch.optim.SGD(algorithm.parameters(), lr=0.05, momentum=0.9)
+    for i in range(4):
+        for group in optimizer.param_groups:
+            group["lr"] = 0.05 * (1 - i / 4)
+        loss = algorithm.meta_loss(source.sample(cfg.train.meta_batch, generator)).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    for k, v in algorithm.state_dict().items():
+        assert torch.equal(trainer.algorithm.state_dict()[k], v), k
+
+
+def test_sgd_momentum_survives_kill_and_resume(tmp_path):
+    cfg = lambda: sinusoid_cfg(iterations=8, optimizer="sgd", momentum=0.9, lr_anneal=True, checkpoint_every=4, val_every=100)
+    straight = Trainer(cfg(), tmp_path / "a", progress=False)
+    straight.fit()
+
+    def kill_at_6(iteration, record):
+        if iteration == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg(), tmp_path / "b", progress=False, callbacks=(kill_at_6,)).fit()
+    resumed = Trainer(cfg(), tmp_path / "b", progress=False)
+    resumed.fit(resume=True)
+    for k, v in straight.algorithm.state_dict().items():
+        assert torch.equal(resumed.algorithm.state_dict()[k], v), k
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(optimizer="rmsprop"), r"\[train\] optimizer = 'rmsprop' is not known; choose \"adam\" or \"sgd\""),
+    (dict(momentum=0.9), r"\[train\] momentum = 0.9 applies to optimizer = \"sgd\" only"),
+    (dict(optimizer="sgd", momentum=1.5), r"\[train\] momentum = 1.5 must be in \[0, 1\)"),
+    (dict(lr=0.0), r"\[train\] lr = 0.0 must be > 0"),
+    (dict(lr_anneal=True, lr_halve_every=10), r"lr_anneal = true and lr_halve_every = 10 are two schedules; choose one"),
+    (dict(hard_task_every=-1), r"hard_task_every = -1 must be >= 0"),
+    (dict(hard_task_every=2), r"hard_task_every re-samples failed classes; dataset 'sinusoid' has no classes"),
+    (dict(iterations=0), r"\[train\] iterations = 0: nothing to train"),
+])
+def test_train_settings_are_checked(tmp_path, settings, message):
+    with pytest.raises(ConfigError, match=message):
+        Trainer(sinusoid_cfg(**settings), tmp_path, progress=False)
+
+
+def test_pretrain_settings_are_checked(tmp_path):
+    cfg = sinusoid_cfg()
+    cfg.pretrain.iterations = 5
+    with pytest.raises(ConfigError, match=r"maml has no pretraining phase; it is for baseline, mtl"):
+        Trainer(cfg, tmp_path, progress=False)
+    cfg.algorithm = {"name": "baseline"}
+    with pytest.raises(ConfigError, match="classification method"):  # Baseline cannot do regression at all
+        Trainer(cfg, tmp_path, progress=False)
+    cfg.pretrain.optimizer = "adamw"
+    with pytest.raises(ConfigError, match=r"\[pretrain\] optimizer = 'adamw' is not known"):
+        Trainer(cfg, tmp_path, progress=False)
+
+
+# -- pretraining phase ------------------------------------------------------------------------------
+
+def omniglot_cfg(algorithm, pretrain_iterations=6, iterations=4, **train):
+    """A tiny two-phase Omniglot run on Lake's split (the fastest to load)."""
+    cfg = RunConfig(name="tiny-two-phase", algorithm=algorithm)
+    cfg.data.dataset, cfg.data.split = "omniglot", "lake"
+    cfg.model.backbone, cfg.model.hidden = "conv4", 8
+    settings = dict(ways=5, shots=1, queries=2, meta_batch=2, iterations=iterations, lr=1e-3,
+                    val_every=2, val_episodes=4, checkpoint_every=2, seed=1)
+    settings.update(train)
+    for key, value in settings.items():
+        setattr(cfg.train, key, value)
+    cfg.pretrain.iterations, cfg.pretrain.batch_size, cfg.pretrain.lr = pretrain_iterations, 8, 1e-2
+    cfg.eval.ways, cfg.eval.shots, cfg.eval.queries = 5, 1, 2
+    return cfg
+
+
+MTL_TINY = {"name": "mtl", "inner_lr": 0.1, "inner_steps": 2}
+
+
+def test_pretraining_then_meta_training_writes_both_phases(tmp_path, data_root):
+    cfg = omniglot_cfg(MTL_TINY, pretrain_iterations=10, iterations=4)
+    seen = []
+    trainer = Trainer(cfg, tmp_path, data_root=data_root, progress=False, callbacks=(lambda it, rec: seen.append((rec.get("phase", "meta"), it)),))
+    backbone_before = {k: v.clone() for k, v in trainer.algorithm.model.state_dict().items()}
+    ss_before = {k: v.clone() for k, v in trainer.algorithm.state_dict().items() if not k.startswith("model.")}
+    summary = trainer.fit()
+    assert seen == [("pretrain", i) for i in range(1, 11)] + [("meta", i) for i in range(1, 5)]
+    assert summary["iteration"] == 4 and 0.0 <= summary["best_score"] <= 1.0
+    assert {p.name for p in tmp_path.iterdir()} == {"best.safetensors", "last.safetensors", "pretrained.safetensors", "metrics.jsonl"}
+
+    pretrained = load_checkpoint(tmp_path / "pretrained.safetensors")
+    assert not any(k.startswith("pretrain_head.") for k in pretrained.weights)  # the classifier head is discarded
+    # pretraining changed the backbone only; meta-training then changed scale/shift/head only
+    assert any(not torch.equal(pretrained.weights["model." + k], v) for k, v in backbone_before.items())
+    for k, v in ss_before.items():
+        assert torch.equal(pretrained.weights[k], v), k
+    for k, v in trainer.algorithm.model.state_dict().items():
+        assert torch.equal(pretrained.weights["model." + k], v), k
+
+    log = read_log(tmp_path / "metrics.jsonl")
+    assert [(r.get("phase", "meta"), r["iteration"]) for r in log] == [("pretrain", 10), ("meta", 2), ("meta", 4)]
+    assert "val_accuracy" in log[0] and "accuracy" in log[0] and math.isfinite(log[0]["loss"])
+    last = load_checkpoint(tmp_path / "last.safetensors")
+    assert last.meta["phase"] == "meta" and last.meta["iteration"] == 4
+
+
+def test_pretraining_loss_falls(tmp_path, data_root):
+    cfg = omniglot_cfg({"name": "baseline", "classifier": "cosine"}, pretrain_iterations=30, iterations=0)
+    cfg.pretrain.batch_size = 32
+    records = []
+    Trainer(cfg, tmp_path, data_root=data_root, progress=False, callbacks=(lambda it, rec: records.append(rec),)).fit()
+    assert len(records) == 30 and all(r["phase"] == "pretrain" for r in records)
+    first, last = sum(r["loss"] for r in records[:5]) / 5, sum(r["loss"] for r in records[-5:]) / 5
+    assert last < first, (first, last)
+    assert load_checkpoint(tmp_path / "best.safetensors").meta["val_score"] == records[-1]["val_accuracy"]
+
+
+@pytest.mark.parametrize("kill_phase, kill_at", [("pretrain", 5), ("pretrain", 6), ("meta", 3)])
+def test_two_phase_kill_and_resume_is_bitwise_identical(tmp_path, data_root, kill_phase, kill_at):
+    cfg = lambda: omniglot_cfg(MTL_TINY, pretrain_iterations=6, iterations=6, hard_task_every=2)
+    straight = Trainer(cfg(), tmp_path / "a", data_root=data_root, progress=False)
+    summary_a = straight.fit()
+    meta_log = [r for r in read_log(tmp_path / "a" / "metrics.jsonl") if "phase" not in r]
+    assert [r["iteration"] for r in meta_log] == [2, 4, 6] and all(r["hard_batch"] for r in meta_log)  # every 2nd is hard
+
+    def kill(iteration, record):
+        if record.get("phase", "meta") == kill_phase and iteration == kill_at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg(), tmp_path / "b", data_root=data_root, progress=False, callbacks=(kill,)).fit()
+    seen = []
+    resumed = Trainer(cfg(), tmp_path / "b", data_root=data_root, progress=False, callbacks=(lambda it, rec: seen.append(rec.get("phase", "meta")),))
+    summary_b = resumed.fit(resume=True)
+    if kill_phase == "meta":
+        assert "pretrain" not in seen  # the finished pretraining phase is not run again
+
+    for k, v in straight.algorithm.state_dict().items():
+        assert torch.equal(resumed.algorithm.state_dict()[k], v), k
+    assert without_time(summary_a) == without_time(summary_b)
+    assert read_log(tmp_path / "a" / "metrics.jsonl") == read_log(tmp_path / "b" / "metrics.jsonl")
+    for name in ("best.safetensors", "last.safetensors", "pretrained.safetensors"):
+        ca, cb = load_checkpoint(tmp_path / "a" / name), load_checkpoint(tmp_path / "b" / name)
+        assert ca.weights.keys() == cb.weights.keys()
+        assert all(torch.equal(ca.weights[k], cb.weights[k]) for k in ca.weights), name

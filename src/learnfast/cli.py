@@ -43,8 +43,8 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
             raise ConfigError(f"--set {item!r}: write SECTION.KEY=VALUE, e.g. --set algorithm.inner_lr=0.4")
         path, value = item.split("=", 1)
         section, key = path.split(".", 1)
-        if section not in ("algorithm", "data", "model", "train", "eval"):
-            raise ConfigError(f"--set {item!r}: unknown section {section!r}; use algorithm, data, model, train or eval")
+        if section not in ("algorithm", "data", "model", "train", "pretrain", "eval"):
+            raise ConfigError(f"--set {item!r}: unknown section {section!r}; use algorithm, data, model, train, pretrain or eval")
         cfg.override(section, key, _parse_value(value))
     return cfg
 

@@ -12,6 +12,7 @@ from ..data.regression import SinusoidTasks
 from ..episodes import EpisodeSampler, EpisodeSpec
 from ..models import build_backbone
 from .config import ConfigError, RunConfig
+from .pretrain import ClassBatches
 
 DATASETS = {
     "omniglot": "Omniglot 28x28 characters; splits: vinyals (1100/100/423 characters + rotations), lake (background/evaluation)",
@@ -37,6 +38,13 @@ def build_algorithm(cfg: RunConfig, seed: int | None = None) -> Algorithm:
     unknown = set(args) - accepted
     if unknown:
         raise ConfigError(f"[algorithm] {name} does not take {sorted(unknown)}; it takes {sorted(accepted)}")
+    if "ways" in accepted:  # an algorithm that sizes its own output layer
+        args.setdefault("ways", cfg.train.ways)
+        if max(cfg.train.ways, cfg.eval.ways) > args["ways"]:
+            raise ConfigError(
+                f"{name} is built for ways={args['ways']} classes, fewer than train.ways={cfg.train.ways} / "
+                f"eval.ways={cfg.eval.ways}; set [algorithm] ways to at least {max(cfg.train.ways, cfg.eval.ways)} or leave it unset"
+            )
     regression = cfg.data.dataset in REGRESSION
     if regression and "loss" in accepted:
         args.setdefault("loss", "mse")
@@ -58,6 +66,14 @@ def build_algorithm(cfg: RunConfig, seed: int | None = None) -> Algorithm:
 def to_float_image(x: torch.Tensor) -> torch.Tensor:
     """uint8 ``(..., 28, 28)`` -> float ``(..., 1, 28, 28)`` in [0, 1], ink = 1."""
     return (x.float() / 255.0).unsqueeze(-3)
+
+
+def build_class_batches(cfg: RunConfig, root: str | Path | None = None) -> ClassBatches:
+    """``(images, labels)`` mini-batches over every class of the train split, for the pretraining phase."""
+    if cfg.data.dataset != "omniglot":
+        raise ConfigError(f"[pretrain] trains a classifier over image classes; dataset {cfg.data.dataset!r} has none (use omniglot)")
+    split = omniglot_split(cfg.data.split, "train", root)
+    return ClassBatches(split.images, split.labels, transform=to_float_image)
 
 
 def build_source(cfg: RunConfig, part: str, ways: int, shots: int, queries: int, root: str | Path | None = None):
