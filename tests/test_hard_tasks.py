@@ -33,18 +33,18 @@ def test_hard_classes_put_failures_first_and_top_up_with_others():
     assert all(row.unique().numel() == 3 for row in rows)
 
 
-def test_every_kth_meta_batch_is_drawn_from_recorded_failures():
+def test_one_meta_batch_in_k_is_drawn_from_recorded_failures():
     source, labels = sampler()
     hard = HardTasks(source, every=3)
     g = torch.Generator().manual_seed(1)
     recorded = []
-    for iteration in range(6):
-        assert hard.is_hard(iteration) == (iteration in (2, 5))
+    for iteration in range(7):  # meta-batches 1..7; 4 and 7 are hard
+        assert hard.is_hard(iteration) == (iteration in (3, 6))
         batch, classes = hard.sample(4, g, iteration)
         # the batch's episodes are the returned classes', label j = classes[:, j]
         assert torch.equal(labels[batch.support_x], classes)  # one shot per class
         assert torch.equal(labels[batch.query_x], classes.repeat_interleave(2, dim=1))
-        if iteration in (2, 5):
+        if iteration in (3, 6):
             assert set(classes.flatten().tolist()) <= set(recorded) and hard.failed == []
             recorded = []
         wrong = torch.zeros(4, 6, 3)  # every query predicted as class 0: classes 1 and 2 fail, class 1 first

@@ -7,21 +7,14 @@ import torch.nn.functional as F
 
 import learnfast as lf
 from learnfast.algorithms.mtl import MTL
-from conftest import assert_no_leak_between_tasks, blob_tasks, image_tasks
+from conftest import assert_no_leak_between_tasks, blob_tasks, bn_conv4, image_tasks
 
 DT = torch.float64
 
 
 def conv4(seed=0):
     """Float64 Conv4 features with non-trivial BatchNorm affine parameters and conv biases."""
-    torch.manual_seed(seed)
-    model = lf.Conv4(hidden=4).double()
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
-    return model
+    return bn_conv4(strided=False, seed=seed, out_features=None)
 
 
 def images(seed=0, size=3, ways=3):

@@ -1,10 +1,12 @@
 """Hard-task meta-batches (Sun et al. 2019): re-sample the classes the model failed on most.
 
 After every meta-batch, each task's *failure class* (the class of its lowest query accuracy) is
-remembered. Every ``every``-th meta-batch is a hard one: each of its tasks takes ``ways`` of the
-failure classes remembered since the previous hard meta-batch, at random, topped up with random
-other classes when fewer were remembered; its items are drawn afresh. The other meta-batches are
-ordinary random ones. Works with any algorithm and any classification ``EpisodeSampler``.
+remembered. One meta-batch in ``every`` is a hard one (numbers ``every + 1``, ``2 every + 1``, ...,
+so that with ``every`` = 2, 5 or 10 the records logged every 10 iterations are ordinary ones):
+each of its tasks takes ``ways`` of the failure classes remembered since the previous hard
+meta-batch, at random, topped up with random other classes when fewer were remembered; its items
+are drawn afresh. The others are ordinary random meta-batches. Works with any algorithm and any
+classification ``EpisodeSampler``.
 
 References:
     Sun, Liu, Chua & Schiele (2019). Meta-Transfer Learning for Few-Shot Learning. CVPR, section 4.3.
@@ -37,7 +39,7 @@ def failure_classes(classes: Tensor, predictions: Tensor, query_y: Tensor) -> Te
 
 
 class HardTasks:
-    """Meta-batches of an ``EpisodeSampler`` with a hard one every ``every`` meta-batches.
+    """Meta-batches of an ``EpisodeSampler``, one in ``every`` of them hard.
 
     Use: ``batch, classes = hard.sample(B, generator, iteration)``, train on it, then
     ``hard.record(classes, predictions, batch.query_y)``. ``failed`` (a list of class ids) is all the
@@ -52,7 +54,7 @@ class HardTasks:
 
     def is_hard(self, iteration: int) -> bool:
         """Whether meta-batch ``iteration + 1`` (``iteration`` done) is a hard one."""
-        return (iteration + 1) % self.every == 0 and bool(self.failed)
+        return iteration > 0 and iteration % self.every == 0 and bool(self.failed)
 
     def sample(self, batch_size: int, generator: torch.Generator, iteration: int) -> tuple[Task, Tensor]:
         """Meta-batch ``iteration + 1`` and its classes ``(B, ways)`` (dataset class ids)."""
