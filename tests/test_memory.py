@@ -270,3 +270,22 @@ def test_checkpoint_under_a_transform_names_the_fix():
     maml.strategy = "vmap"  # switched after construction, past the constructor's check
     with pytest.raises(ValueError, match="use strategy='loop'"):
         maml.meta_loss(blob_tasks(2, torch.Generator().manual_seed(0), dtype=DT))
+
+
+# -- memory against inner steps (the benchmark's measurement) -----------------------------------
+
+@pytest.mark.slow
+def test_checkpoint_and_implicit_memory_grow_far_slower_than_second_order():
+    """Peak tensor memory of a Conv4 meta-gradient, 1 vs 10 inner steps (profiler, as benchmarks/memory_steps.py)."""
+    import argparse
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from memory_steps import tensor_peak
+
+    args = argparse.Namespace(threads=1, meta_batch=2, backbone="conv4", implicit_lambda=1.0, cg_steps=5)
+    growth = {memory: tensor_peak(memory, 10, args) - tensor_peak(memory, 1, args)
+              for memory in ("second-order", "checkpoint", "implicit")}
+    assert growth["second-order"] > 20  # MiB: the unrolled graph of 9 more steps
+    assert growth["checkpoint"] < 0.5 * growth["second-order"]
+    assert abs(growth["implicit"]) < 1.0
