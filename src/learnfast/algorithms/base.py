@@ -11,6 +11,8 @@ task; the meta-batch then runs with a *strategy*:
 ``vmap``  ``vmap(grad(task_loss))`` over per-task copies of the meta-parameters. This order is
           exact; ``grad(vmap(...))`` is not (torch 2.13 gives a wrong second-order meta-gradient
           through conv + BatchNorm with a learnable scale, see ``tests/test_strategies.py``).
+``threads`` the loop's per-task gradients on worker threads, channels-last (``strategies.py``).
+``auto``  the measured fastest for the batch's device: ``threads`` on CPU, ``vmap`` on accelerators.
 """
 from __future__ import annotations
 
@@ -24,8 +26,8 @@ from torch.func import grad, vmap
 from .._types import Params
 from ..functional import detach, expand
 from ..tasks import Task, check_batch, task_at
+from .strategies import STRATEGIES, resolve_strategy, threads_meta_gradient, threads_predict
 
-STRATEGIES = ("loop", "vmap")
 LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
 
 
@@ -89,6 +91,11 @@ class Algorithm(nn.Module):
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
         self.loss_name, self.loss_fn, self.strategy = loss, resolve_loss(loss), strategy
 
+    def execution_strategy(self, batch: Task) -> str:
+        """The strategy that runs ``batch``: ``self.strategy``, with ``"auto"`` resolved for the batch's device."""
+        inner = getattr(self, "inner", None)
+        return resolve_strategy(self.strategy, batch.support_x.device, vmap_ok=getattr(inner, "memory", None) != "checkpoint")
+
     # -- for gradient-based algorithms -------------------------------------------------------
     def meta_params(self) -> Params:
         """All meta-parameters, keyed like ``self.named_parameters()``."""
@@ -115,9 +122,12 @@ class Algorithm(nn.Module):
         # vmap over shared meta-parameters is grad(vmap(.)) under backward: wrong through BatchNorm,
         # so it serves only prediction; a differentiable forward takes the reference loop.
         needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in meta_params.values())
-        if self.strategy == "vmap" and not needs_grad:
+        strategy = self.execution_strategy(batch)
+        if strategy == "vmap" and not needs_grad:
             predict = lambda p, *fields: self.task_predict(p, Task(*fields), steps)
             return vmap(predict, in_dims=(None, 0, 0, 0, 0))(meta_params, *batch)
+        if strategy == "threads" and not needs_grad:
+            return threads_predict(self, meta_params, batch, steps)
         return torch.stack([self.task_predict(meta_params, task_at(batch, i), steps) for i in range(batch.batch_size)])
 
     def meta_loss(self, batch: Task) -> MetaOutput:
@@ -125,17 +135,21 @@ class Algorithm(nn.Module):
         check_batch(batch)
         steps = self.default_steps()
         meta_params = self.meta_params()
-        if self.strategy == "loop":
+        strategy = self.execution_strategy(batch)
+        if strategy == "loop":
             losses, predictions = zip(*(self.task_loss(meta_params, task_at(batch, i), steps) for i in range(batch.batch_size)))
             return MetaOutput(torch.stack(losses).mean(), torch.stack(predictions).detach())
+        if strategy == "threads":
+            mean_grads, losses, predictions = threads_meta_gradient(self, meta_params, batch, steps)
+        else:
+            def one_task(p: Params, *fields: Tensor):
+                loss, predictions = self.task_loss(p, Task(*fields), steps)
+                return loss, (loss, predictions)
 
-        def one_task(p: Params, *fields: Tensor):
-            loss, predictions = self.task_loss(p, Task(*fields), steps)
-            return loss, (loss, predictions)
-
-        # vmap(grad(.)) over per-task copies of detached meta-parameters: exact, and no outer graph.
-        grads, (losses, predictions) = vmap(grad(one_task, has_aux=True))(expand(detach(meta_params), batch.batch_size), *batch)
-        surrogate = sum((meta_params[k] * g.mean(0)).sum() for k, g in grads.items())
+            # vmap(grad(.)) over per-task copies of detached meta-parameters: exact, and no outer graph.
+            grads, (losses, predictions) = vmap(grad(one_task, has_aux=True))(expand(detach(meta_params), batch.batch_size), *batch)
+            mean_grads = {k: g.mean(0) for k, g in grads.items()}
+        surrogate = sum(((meta_params[k] * g).sum() for k, g in mean_grads.items()), losses.new_zeros(()))
         # value = mean query loss, gradient = mean per-task meta-gradient
         loss = surrogate - surrogate.detach() + losses.mean()
         return MetaOutput(loss, predictions.detach())
