@@ -53,6 +53,7 @@ class Conv4(nn.Module):
         # Channels-last makes BN/ReLU/max-pool several times faster on CPU; the first conv's output
         # stays in the slow layout for 1-channel input unless it is forced after the first block.
         x = channels_last(self.features[0](channels_last(x)))
-        x = self.features[1:](x)
+        for block in list(self.features)[1:]:  # not features[1:]: higher's patched Sequential cannot be sliced
+            x = block(x)
         x = x.mean(dim=(2, 3)) if self.strided else x.flatten(1)  # (n, hidden) at 28x28
         return self.head(x) if self.head is not None else x
