@@ -115,3 +115,12 @@ def test_channels_last_images_relabels_one_channel_without_copy():
     assert conv(y).is_contiguous(memory_format=torch.channels_last)
     for other in (torch.randn(3, 2, 5, 5), torch.randn(3, 8), torch.randn(3, 1, 5, 5).transpose(2, 3)):
         assert channels_last_images(other) is other
+
+
+def test_threads_meta_loss_under_no_grad_gives_the_loss(three_threads):
+    model = bn_conv4(strided=True)
+    tasks = image_tasks(3, torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        loop = lf.MAML(copy.deepcopy(model), strategy="loop").meta_loss(tasks)
+        threads = lf.MAML(copy.deepcopy(model), strategy="threads").meta_loss(tasks)
+    assert abs(loop.loss.item() - threads.loss.item()) < TOL and not threads.loss.requires_grad

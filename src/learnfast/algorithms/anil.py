@@ -47,7 +47,8 @@ class ANIL(Algorithm):
             stay fixed. Default: the last module that holds parameters, which is the output layer
             of ``Conv4``, ``MLP`` and most ``nn.Sequential`` networks.
         loss: ``"cross_entropy"`` (classification) or ``"mse"`` (regression).
-        strategy: meta-batch execution, ``"loop"`` (reference) or ``"vmap"``.
+        strategy: meta-batch execution: ``"auto"`` (the fastest measured for the batch's device),
+            ``"threads"``, ``"vmap"`` or ``"loop"`` (the reference); see ``algorithms/strategies.py``.
         memory: ``"second-order"``, ``"first-order"``, ``"checkpoint"`` (``strategy="loop"`` only)
             or ``"implicit"`` (iMAML on the head: the backbone's meta-gradient then includes the
             implicit cross term); see ``learnfast.inner``.
@@ -76,7 +77,7 @@ class ANIL(Algorithm):
         first_order: bool = False,
         head: str | None = None,
         loss: str = "cross_entropy",
-        strategy: str = "loop",
+        strategy: str = "auto",
         memory: str = "second-order",
         implicit_lambda: float = 1.0,
         cg_steps: int = 5,

@@ -30,7 +30,8 @@ class MAML(Algorithm):
         eval_inner_steps: inner steps at test time (default: ``inner_steps``).
         first_order: legacy spelling of ``memory="first-order"`` (FOMAML).
         loss: ``"cross_entropy"`` (classification) or ``"mse"`` (regression).
-        strategy: meta-batch execution, ``"loop"`` (reference) or ``"vmap"``.
+        strategy: meta-batch execution: ``"auto"`` (the fastest measured for the batch's device),
+            ``"threads"``, ``"vmap"`` or ``"loop"`` (the reference); see ``algorithms/strategies.py``.
         memory: how the meta-gradient is kept (``learnfast.inner``): ``"second-order"`` (exact),
             ``"first-order"``, ``"checkpoint"`` (exact, activation checkpointing through the inner
             loop; ``strategy="loop"`` only) or ``"implicit"`` (iMAML; the inner loop then
@@ -60,7 +61,7 @@ class MAML(Algorithm):
         eval_inner_steps: int | None = None,
         first_order: bool = False,
         loss: str = "cross_entropy",
-        strategy: str = "loop",
+        strategy: str = "auto",
         memory: str = "second-order",
         implicit_lambda: float = 1.0,
         cg_steps: int = 5,

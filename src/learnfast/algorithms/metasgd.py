@@ -48,7 +48,8 @@ class MetaSGD(Algorithm):
         first_order: legacy spelling of ``memory="first-order"`` (the rates still get gradients,
             through the step itself).
         loss: ``"cross_entropy"`` (classification) or ``"mse"`` (regression).
-        strategy: meta-batch execution, ``"loop"`` (reference) or ``"vmap"``.
+        strategy: meta-batch execution: ``"auto"`` (the fastest measured for the batch's device),
+            ``"threads"``, ``"vmap"`` or ``"loop"`` (the reference); see ``algorithms/strategies.py``.
         memory: ``"second-order"``, ``"first-order"`` or ``"checkpoint"`` (``strategy="loop"``
             only); see ``learnfast.inner``. Not ``"implicit"``: the proximal solution does not
             depend on the step sizes, so the rates would never learn.
@@ -72,7 +73,7 @@ class MetaSGD(Algorithm):
         eval_inner_steps: int | None = None,
         first_order: bool = False,
         loss: str = "cross_entropy",
-        strategy: str = "loop",
+        strategy: str = "auto",
         memory: str = "second-order",
         bn: str = "transductive",
     ) -> None:

@@ -113,12 +113,15 @@ def threads_meta_gradient(algorithm: nn.Module, meta_params: dict[str, Tensor], 
     Each task differentiates its own ``task_loss`` with respect to fresh leaves that share the
     meta-parameters' storage: the reference loop's gradient, task by task, with no outer graph kept.
     """
-    names = list(meta_params)
+    names = list(meta_params) if torch.is_grad_enabled() else []  # under no_grad: the loss value only
 
     def one_task(module: nn.Module, task: Task) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+        if not names:
+            loss, predictions = module.task_loss(meta_params, task, steps)
+            return loss.detach(), predictions.detach(), ()
         leaves = {k: v.detach().requires_grad_() for k, v in meta_params.items()}
         loss, predictions = module.task_loss(leaves, task, steps)
-        grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True, materialize_grads=True) if names else ()
+        grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True, materialize_grads=True)
         return loss.detach(), predictions.detach(), grads
 
     total: list[Tensor] | None = None
