@@ -20,7 +20,9 @@ parent then asks them in turn for one meta-batch each, round after round, so a n
 slows every row alike. ``tasks_per_s`` is ``tasks / median`` over ``--repeats`` rounds after one
 warm-up call (``first_call_s``, reported apart). ``max_abs_grad_diff`` is the largest difference
 of any meta-gradient entry from a float64 reference loop (plain ``torch.autograd`` on the same
-weights and batch, cast to float64). ``ratio_vs_learn2learn`` divides tasks/s by learn2learn's.
+weights and batch, cast to float64). ``ratio_vs_learn2learn`` is the median over rounds of
+learn2learn's time for the meta-batch divided by the row's time in the same round (rounds run in
+alternating order), which follows a changing load better than a ratio of medians.
 
     python benchmarks/maml_speed.py --json                 # second order, 1 step
     python benchmarks/maml_speed.py --json --order 1
@@ -261,8 +263,8 @@ def measure(args: argparse.Namespace) -> dict:
             for w in workers:  # warm-up, one at a time
                 first = w.ask(f"time {reference_path}")
                 results[w.name] = {"first_call_s": round(first["seconds"], 3), "max_abs_grad_diff": first["max_abs_grad_diff"], "seconds": []}
-            for _ in range(args.repeats):
-                for w in workers:
+            for round_ in range(args.repeats):
+                for w in workers if round_ % 2 == 0 else workers[::-1]:  # alternate who runs first
                     results[w.name]["seconds"].append(w.ask("time")["seconds"])
             for w in workers:
                 report = w.ask("report")
@@ -275,9 +277,10 @@ def measure(args: argparse.Namespace) -> dict:
         finally:
             for w in workers:
                 w.close()
-    base = results.get("learn2learn", {}).get("tasks_per_s")
+    base = results.get("learn2learn", {}).get("seconds")
     for row in results.values():
-        row["ratio_vs_learn2learn"] = round(row["tasks_per_s"] / base, 3) if base else None
+        # paired by round: both rows ran minutes apart at most, under the same neighbours
+        row["ratio_vs_learn2learn"] = round(statistics.median(b / s for b, s in zip(base, row["seconds"])), 3) if base else None
     return {
         "setting": {"algorithm": "MAML", "order": args.order, "inner_steps": args.steps, "inner_lr": args.inner_lr,
                     "ways": args.ways, "shots": args.shots, "queries_per_class": args.queries, "meta_batch": args.tasks,

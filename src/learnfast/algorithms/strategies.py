@@ -15,7 +15,7 @@ OpenMP threads makes both wait on each other ~50 times per task, and when anythi
 the machine the waits dominate; two tasks at once, each on one thread, never wait. Batching the
 tasks instead (``vmap``) cannot keep the channels-last layout, so max-pool runs ~10x slower, and it
 holds every task's activations at once. ``torch.compile`` of the per-task gradient took minutes to
-compile on this CPU and was no faster (its max-pool backward is a scatter). See
+compile on this CPU and was 5% faster (its max-pool backward is a scatter). See
 ``benchmarks/README.md`` for the numbers.
 
 Cost: each worker holds one task's graph, so peak memory grows with the number of workers.
