@@ -315,8 +315,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tasks", type=int, default=32, help="meta-batch size")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds after the warm-up call")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads of every row")
-    parser.add_argument("--impls", default="learnfast,learnfast:loop,learnfast:vmap,learn2learn,higher",
-                        help="comma-separated rows: learnfast, learnfast:<strategy>, learn2learn, higher")
+    parser.add_argument("--impls", default=None,
+                        help="comma-separated rows: learnfast, learnfast:<strategy>, learn2learn, higher "
+                             "(default: all; learnfast:vmap only at one inner step, where it already needs ~4.5 GB)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ways", type=int, default=5)
     parser.add_argument("--shots", type=int, default=1)
@@ -328,6 +329,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--device cuda: no CUDA device is visible to torch")
     if args.worker:
         return worker(args)
+    if args.impls is None:
+        args.impls = ",".join(["learnfast", "learnfast:loop", *(["learnfast:vmap"] if args.steps == 1 else []), *PEERS])
     result = measure(args)
     print(json.dumps(result, indent=1) if args.json else table(result))
 
