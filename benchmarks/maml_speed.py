@@ -50,6 +50,7 @@ from torch.func import functional_call
 
 import learnfast as lf
 from learnfast.algorithms.strategies import STRATEGIES
+from learnfast.host_memory import keep_freed_memory
 
 STUBS = Path(__file__).resolve().parent / "_stubs"
 PEERS = ("learn2learn", "higher")
@@ -184,6 +185,8 @@ def peak_mb(args: argparse.Namespace) -> float:
 def worker(args: argparse.Namespace) -> None:
     """Builds one implementation, then answers the parent's commands on stdin with one JSON line each."""
     torch.set_num_threads(args.threads)
+    if args.keep_freed_memory:
+        keep_freed_memory()
     model, batch = build_problem(args)
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     info: dict = {}
@@ -240,7 +243,8 @@ class Worker:
 
 def forwarded(args: argparse.Namespace) -> list[str]:
     keys = ("order", "steps", "device", "tasks", "threads", "seed", "ways", "shots", "queries", "inner_lr")
-    return [item for k in keys for item in (f"--{k.replace('_', '-')}", str(getattr(args, k)))]
+    flags = ["--keep-freed-memory"] if args.keep_freed_memory else []
+    return [item for k in keys for item in (f"--{k.replace('_', '-')}", str(getattr(args, k)))] + flags
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -285,7 +289,7 @@ def measure(args: argparse.Namespace) -> dict:
         "setting": {"algorithm": "MAML", "order": args.order, "inner_steps": args.steps, "inner_lr": args.inner_lr,
                     "ways": args.ways, "shots": args.shots, "queries_per_class": args.queries, "meta_batch": args.tasks,
                     "backbone": "learnfast.models.Conv4(1, 64, ways), max-pool", "loss": "cross_entropy"},
-        "device": args.device, "threads": args.threads, "torch": torch.__version__, "repeats": args.repeats,
+        "device": args.device, "threads": args.threads, "keep_freed_memory": args.keep_freed_memory, "torch": torch.__version__, "repeats": args.repeats,
         "reference": "float64 plain autograd loop, same weights and batch",
         "max_abs_reference_grad": max(v.abs().max().item() for v in reference.values()),
         "implementations": results,
@@ -318,6 +322,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--impls", default=None,
                         help="comma-separated rows: learnfast, learnfast:<strategy>, learn2learn, higher "
                              "(default: all; learnfast:vmap only at one inner step, where it already needs ~4.5 GB)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="every row's process keeps freed memory for reuse (learnfast.host_memory; glibc)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ways", type=int, default=5)
     parser.add_argument("--shots", type=int, default=1)

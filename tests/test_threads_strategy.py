@@ -124,3 +124,16 @@ def test_threads_meta_loss_under_no_grad_gives_the_loss(three_threads):
         loop = lf.MAML(copy.deepcopy(model), strategy="loop").meta_loss(tasks)
         threads = lf.MAML(copy.deepcopy(model), strategy="threads").meta_loss(tasks)
     assert abs(loop.loss.item() - threads.loss.item()) < TOL and not threads.loss.requires_grad
+
+
+def test_keep_freed_memory_reports_whether_it_applied():
+    """Process-wide, so it runs in a child process rather than flipping the test session's allocator."""
+    import platform
+    import subprocess
+    import sys
+
+    code = "from learnfast.host_memory import keep_freed_memory; print(keep_freed_memory())"
+    answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert answer in ("True", "False")
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert answer == "True"
