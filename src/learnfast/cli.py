@@ -49,15 +49,27 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
     return cfg
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _setup_process(args: argparse.Namespace) -> None:
+    """Torch threads from ``--threads``, and freed host memory kept for reuse (see ``host_memory``).
+
+    A command-line run owns its process, so keeping freed memory is safe here: it spares every
+    large CPU activation its page faults (~30% of a Conv4 episode's forward and backward).
+    """
     import torch
 
+    from .host_memory import keep_freed_memory
+
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    keep_freed_memory()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from .train.build import build_source
     from .train.evaluate import evaluate
     from .train.trainer import Trainer
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _setup_process(args)
     cfg = _config_from_args(args)
     out = Path(args.out or f"runs/{cfg.name}")
     command = "learnfast " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -76,14 +88,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import torch
-
     from .train.build import build_algorithm, build_source, metric_name
     from .train.checkpoint import load_checkpoint
     from .train.evaluate import evaluate
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _setup_process(args)
     ckpt = load_checkpoint(args.checkpoint)
     cfg = RunConfig.from_dict(ckpt.meta["config"], source=str(args.checkpoint))
     for flag in ("ways", "shots", "queries"):
@@ -181,6 +190,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    _setup_process(args)
     return run_demo(out=Path(args.out), data_root=args.data_root, zoo=Path(args.zoo))
 
 

