@@ -7,8 +7,9 @@ neighbour slows them alike; the figure is the median episodes/s over the rounds.
 
 Rows:
   learnfast                learnfast's algorithm and backbone (one encoder call per episode).
-  easyfsl                  easyfsl's method class with the same backbone layers and weights, run as
-                           a plain ``nn.Sequential`` (how an easyfsl user writes a Conv4).
+  easyfsl                  easyfsl's method class with the same backbone layers and weight values, run
+                           as a plain ``nn.Sequential`` in the default memory layout (how an easyfsl
+                           user writes a Conv4).
   easyfsl_same_module      easyfsl's method class given learnfast's backbone module itself: what is
                            left of the gap is the episode harness, not the backbone's memory layout.
 
@@ -62,9 +63,13 @@ def import_easyfsl():
 
 
 def plain(backbone: nn.Module) -> nn.Sequential:
-    """The backbone's layers (shared weights) as a plain Sequential: default memory layout throughout."""
+    """The backbone's layers as a plain Sequential in PyTorch's default memory layout throughout.
+
+    The weights keep their values; only learnfast's channels-last layout is undone (in place), as
+    an easyfsl user's own Conv4 would have it.
+    """
     flat = [nn.Flatten()] if isinstance(backbone, lf.Conv4) else []  # Conv4Maps returns the maps
-    return nn.Sequential(*backbone.features, *flat)
+    return nn.Sequential(*backbone.features, *flat).to(memory_format=torch.contiguous_format)
 
 
 def learnfast_step(algorithm: lf.Algorithm) -> Step:
@@ -107,7 +112,7 @@ def build(method: str, ways: int, seed: int) -> dict[str, Step]:
     rows = {}
     for row in ("learnfast", "easyfsl", "easyfsl_same_module"):
         mine = copy.deepcopy(backbone)
-        theirs = mine if row == "easyfsl_same_module" else plain(mine)
+        theirs = {"easyfsl": plain, "easyfsl_same_module": lambda m: m}.get(row, lambda m: None)(mine)
         torch.manual_seed(seed + 1)  # the heads (LSTMs, relation module) start alike too
         if method == "protonet":
             rows[row] = learnfast_step(ProtoNet(mine)) if row == "learnfast" else easyfsl_step(methods.PrototypicalNetworks(theirs), F.cross_entropy)
@@ -163,13 +168,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="call learnfast.host_memory.keep_freed_memory() first (as the learnfast CLI does); "
+                             "process-wide, so every row gains")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.keep_freed_memory:
+        from learnfast.host_memory import keep_freed_memory
+
+        keep_freed_memory()
     import_easyfsl()
     import easyfsl
 
     report = {
-        "setting": {k: getattr(args, k) for k in ("ways", "shots", "queries", "episodes", "rounds", "threads")},
+        "setting": {k: getattr(args, k) for k in ("ways", "shots", "queries", "episodes", "rounds", "threads", "keep_freed_memory")},
         "versions": {"torch": torch.__version__, "learnfast": lf.__version__, "easyfsl": getattr(easyfsl, "__version__", "1.5.0")},
         "methods": {},
     }
