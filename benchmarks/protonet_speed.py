@@ -10,6 +10,9 @@ Rows:
   easyfsl                  easyfsl's method class with the same backbone layers and weight values, run
                            as a plain ``nn.Sequential`` in the default memory layout (how an easyfsl
                            user writes a Conv4).
+  learnfast_bf16           the same under ``[train] precision = "bf16"`` (autocast: bfloat16
+                           convolutions and matmuls, float32 weights); a different arithmetic, so it
+                           has its own ratio, ``ratio_bf16_vs_easyfsl``.
   easyfsl_same_module      easyfsl's method class given learnfast's backbone module itself: what is
                            left of the gap is the episode harness, not the backbone's memory layout.
 
@@ -41,8 +44,10 @@ from torch import Tensor, nn
 import learnfast as lf
 from learnfast.algorithms import MatchingNet, ProtoNet, RelationNet
 from learnfast.models import build_backbone
+from learnfast.train.precision import autocast
 
 STUBS = Path(__file__).resolve().parent / "_stubs"
+ROWS = ("learnfast", "learnfast_bf16", "easyfsl", "easyfsl_same_module")
 Step = Callable[[Tensor, Tensor, Tensor, Tensor], float]
 
 
@@ -72,12 +77,13 @@ def plain(backbone: nn.Module) -> nn.Sequential:
     return nn.Sequential(*backbone.features, *flat).to(memory_format=torch.contiguous_format)
 
 
-def learnfast_step(algorithm: lf.Algorithm) -> Step:
+def learnfast_step(algorithm: lf.Algorithm, precision: str = "fp32") -> Step:
     optimizer = torch.optim.Adam(algorithm.parameters(), lr=1e-3)
 
     def step(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> float:
         batch = lf.Task(sx[None], sy[None], qx[None], qy[None])
-        loss = algorithm.meta_loss(batch).loss
+        with autocast(precision):  # what `[train] precision` does in the trainer
+            loss = algorithm.meta_loss(batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -110,17 +116,18 @@ def build(method: str, ways: int, seed: int) -> dict[str, Step]:
     torch.manual_seed(seed)
     backbone = build_backbone("conv4-maps" if method == "relation" else "conv4", (1, 28, 28), None)
     rows = {}
-    for row in ("learnfast", "easyfsl", "easyfsl_same_module"):
+    for row in ROWS:
         mine = copy.deepcopy(backbone)
         theirs = {"easyfsl": plain, "easyfsl_same_module": lambda m: m}.get(row, lambda m: None)(mine)
         torch.manual_seed(seed + 1)  # the heads (LSTMs, relation module) start alike too
+        precision = "bf16" if row == "learnfast_bf16" else "fp32"
         if method == "protonet":
-            rows[row] = learnfast_step(ProtoNet(mine)) if row == "learnfast" else easyfsl_step(methods.PrototypicalNetworks(theirs), F.cross_entropy)
+            rows[row] = learnfast_step(ProtoNet(mine), precision) if row.startswith("learnfast") else easyfsl_step(methods.PrototypicalNetworks(theirs), F.cross_entropy)
         elif method == "matching":
-            rows[row] = learnfast_step(MatchingNet(mine, fce=True)) if row == "learnfast" else easyfsl_step(
+            rows[row] = learnfast_step(MatchingNet(mine, fce=True), precision) if row.startswith("learnfast") else easyfsl_step(
                 methods.MatchingNetworks(theirs, feature_dimension=64), F.nll_loss)
         elif method == "relation":
-            rows[row] = learnfast_step(RelationNet(mine)) if row == "learnfast" else easyfsl_step(
+            rows[row] = learnfast_step(RelationNet(mine), precision) if row.startswith("learnfast") else easyfsl_step(
                 methods.RelationNetworks(theirs, feature_dimension=64), relation_mse)
         else:
             raise SystemExit(f"unknown method {method!r}; choose from protonet, matching, relation")
@@ -143,8 +150,9 @@ def measure(method: str, args) -> dict:
         for episode in data[: args.warmup]:
             step(*episode)
     rates: dict[str, list[float]] = {name: [] for name in rows}
-    for _ in range(args.rounds):
-        for name, step in rows.items():
+    for round_ in range(args.rounds):
+        for name in list(rows) if round_ % 2 == 0 else list(rows)[::-1]:  # alternate who runs first
+            step = rows[name]
             start = time.perf_counter()
             for episode in data:
                 step(*episode)
@@ -153,6 +161,7 @@ def measure(method: str, args) -> dict:
     base, same = result["easyfsl"]["episodes_per_s"], result["easyfsl_same_module"]["episodes_per_s"]
     result["ratio_vs_easyfsl"] = result["learnfast"]["episodes_per_s"] / base
     result["ratio_vs_easyfsl_same_module"] = result["learnfast"]["episodes_per_s"] / same
+    result["ratio_bf16_vs_easyfsl"] = result["learnfast_bf16"]["episodes_per_s"] / base
     return result
 
 
@@ -192,8 +201,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(f"training episodes/s, {args.ways}-way {args.shots}-shot {args.queries} queries, {args.threads} thread(s), median of {args.rounds} rounds")
     for method, r in report["methods"].items():
-        cells = "  ".join(f"{name} {r[name]['episodes_per_s']:.2f}" for name in ("learnfast", "easyfsl", "easyfsl_same_module"))
-        print(f"{method:9s} {cells}  ratio {r['ratio_vs_easyfsl']:.2f}x (same module {r['ratio_vs_easyfsl_same_module']:.2f}x)")
+        cells = "  ".join(f"{name} {r[name]['episodes_per_s']:.2f}" for name in ROWS)
+        print(f"{method:9s} {cells}  ratio {r['ratio_vs_easyfsl']:.2f}x (same module {r['ratio_vs_easyfsl_same_module']:.2f}x, "
+              f"bf16 {r['ratio_bf16_vs_easyfsl']:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ class TrainConfig:
     lr_halve_every: int = 0  # halve the outer lr every this many iterations (0: never)
     lr_anneal: bool = False  # decay the outer lr linearly to 0 over the iterations (Reptile)
     hard_task_every: int = 0  # every this many meta-batches, one of hard tasks (Sun et al. 2019; 0: never)
+    precision: str = "fp32"  # fp32 | bf16 (autocast of the training step; evaluation stays fp32)
     val_every: int = 500
     val_episodes: int = 200
     checkpoint_every: int = 100

@@ -31,6 +31,7 @@ from .config import ConfigError, RunConfig
 from .evaluate import episode_scores, evaluate
 from .hard_tasks import HardTasks
 from .optim import check_optimizer, make_optimizer, scheduled_lr, set_lr
+from .precision import autocast, check_precision
 from .pretrain import Pretraining, check_pretrain
 
 LOG_EVERY = 10
@@ -50,6 +51,7 @@ def check_config(cfg: RunConfig) -> None:
     check_pretrain(cfg.pretrain, cfg.algorithm.get("name", ""))
     if t.iterations < 0 or (t.iterations == 0 and not cfg.pretrain.iterations):
         raise ConfigError(f"[train] iterations = {t.iterations}: nothing to train; set it >= 1 (it may be 0 after a [pretrain] phase)")
+    check_precision(t.precision)
     if t.hard_task_every < 0:
         raise ConfigError(f"[train] hard_task_every = {t.hard_task_every} must be >= 0 (0: no hard-task meta-batches)")
 
@@ -181,7 +183,8 @@ class Trainer:
             batch, classes = self.hard_tasks.sample(t.meta_batch, self.generator, self.iteration)
         else:
             batch = self.train_source.sample(t.meta_batch, self.generator)
-        out = self.algorithm.meta_loss(batch)
+        with autocast(t.precision):
+            out = self.algorithm.meta_loss(batch)
         self._update(self.optimizer, out.loss, "meta-loss", f"at iteration {self.iteration + 1}", "Lower train.lr or the inner learning rate")
         if self.hard_tasks is not None:
             self.hard_tasks.record(classes, out.predictions, batch.query_y)
