@@ -5,7 +5,7 @@
 >>> maml = lf.MAML(lf.Conv4(out_features=5, strided=True), inner_lr=0.4)
 >>> maml.meta_loss(sampler.sample(32, torch.Generator().manual_seed(0))).loss.backward()
 """
-from .algorithms import ALGORITHMS, ANIL, MAML, MANN, Algorithm, MatchingNet, MetaNet, MetaOutput, MetaSGD, ProtoNet, RelationNet, Reptile, SiameseNet, TADAM
+from .algorithms import ALGORITHMS, ANIL, MAML, MANN, MTL, Algorithm, Baseline, MatchingNet, MetaNet, MetaOutput, MetaSGD, ProtoNet, RelationNet, Reptile, SiameseNet, TADAM
 from .episodes import EpisodeSampler, EpisodeSpec
 from .functional import forward_with, params_of, sgd_step
 from .inner import InnerOptimizer, adam, adapt, sgd
@@ -13,7 +13,7 @@ from .models import MLP, Conv4, Conv4Maps
 from .tasks import Task, cat_tasks, stack_tasks, task_at, unstack_tasks
 
 __all__ = [
-    "ALGORITHMS", "ANIL", "Algorithm", "Conv4", "Conv4Maps", "EpisodeSampler", "EpisodeSpec", "InnerOptimizer", "MAML", "MANN", "MLP",
+    "ALGORITHMS", "ANIL", "Algorithm", "Baseline", "Conv4", "Conv4Maps", "EpisodeSampler", "EpisodeSpec", "InnerOptimizer", "MAML", "MANN", "MLP", "MTL",
     "MatchingNet",
     "MetaNet", "MetaOutput", "MetaSGD", "ProtoNet", "RelationNet", "Reptile", "SiameseNet", "TADAM",
     "Task", "adam", "adapt", "cat_tasks", "forward_with", "params_of", "sgd", "sgd_step", "stack_tasks", "task_at", "unstack_tasks",
