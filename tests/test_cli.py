@@ -157,3 +157,16 @@ def test_eval_inner_steps_on_protonet_checkpoint(tmp_path, capsys):
     code = main(["eval", str(ckpt), "--json", "--episodes", "2", "--inner-steps", "3", "--data-root", str(root)])
     assert code == 2
     assert "does not adapt by gradient steps" in capsys.readouterr().err
+
+
+def test_precision_flag_reaches_the_run(tmp_path, capsys):
+    out = tmp_path / "bf16"
+    assert main(["train", *TINY_SINE, "--precision", "bf16", "--out", str(out)]) == 0
+    from learnfast.train.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "last.safetensors").meta["config"]["train"]["precision"] == "bf16"
+
+
+def test_unknown_precision_exits_2_naming_the_key(tmp_path, capsys):
+    assert main(["train", *TINY_SINE, "--precision", "fp16", "--out", str(tmp_path / "x")]) == 2
+    assert "precision" in capsys.readouterr().err

@@ -20,7 +20,11 @@ TRAIN_FLAGS = {
     "meta_batch": ("train", "meta_batch", int), "iterations": ("train", "iterations", int), "lr": ("train", "lr", float),
     "val_every": ("train", "val_every", int), "val_episodes": ("train", "val_episodes", int),
     "checkpoint_every": ("train", "checkpoint_every", int), "seed": ("train", "seed", int),
+    "precision": ("train", "precision", str),
 }
+
+
+FLAG_HELP = {"precision": "train.precision: fp32 (default) or bf16 (autocast of the training step; evaluation stays fp32)"}
 
 
 def _parse_value(text: str) -> Any:
@@ -203,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", nargs="?", help=f"config name or TOML path (named: {', '.join(list_configs())})")
     train.add_argument("--algorithm", help="algorithm name (see `learnfast list`)")
     for flag, (section, key, typ) in TRAIN_FLAGS.items():
-        train.add_argument("--" + flag.replace("_", "-"), dest=flag, type=typ, help=f"{section}.{key}")
+        train.add_argument("--" + flag.replace("_", "-"), dest=flag, type=typ, help=FLAG_HELP.get(flag, f"{section}.{key}"))
     train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override any config value, e.g. algorithm.inner_lr=0.4")
     train.add_argument("--out", help="run folder (default runs/CONFIG_NAME)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
