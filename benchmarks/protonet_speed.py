@@ -118,7 +118,7 @@ def build(method: str, ways: int, seed: int) -> dict[str, Step]:
     rows = {}
     for row in ROWS:
         mine = copy.deepcopy(backbone)
-        theirs = {"easyfsl": plain, "easyfsl_same_module": lambda m: m}.get(row, lambda m: None)(mine)
+        theirs = plain(mine) if row == "easyfsl" else mine  # plain() converts in place: easyfsl's copy only
         torch.manual_seed(seed + 1)  # the heads (LSTMs, relation module) start alike too
         precision = "bf16" if row == "learnfast_bf16" else "fp32"
         if method == "protonet":
