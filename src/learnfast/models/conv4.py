@@ -54,8 +54,9 @@ class Conv4(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
-        # Channels-last makes BN/ReLU/max-pool several times faster on CPU; the first conv's output
-        # stays in the slow layout for 1-channel input unless it is forced after the first block.
+        # Channels-last makes BN/ReLU/max-pool several times faster on CPU. The module's own weights
+        # already give channels-last outputs; these relabels (no-ops then) keep it so when the
+        # weights come in the default layout, e.g. adapted parameters through functional_call.
         x = channels_last(self.features[0](channels_last(x)))
         for block in list(self.features)[1:]:  # not features[1:]: higher's patched Sequential cannot be sliced
             x = block(x)

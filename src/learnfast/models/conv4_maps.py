@@ -49,6 +49,6 @@ class Conv4Maps(nn.Module):
         self.to(memory_format=torch.channels_last)  # weights channels-last as in Conv4 (no reorders)
 
     def forward(self, x: Tensor) -> Tensor:
-        # channels-last for fast BN/ReLU/max-pool on CPU, forced after the first block as in Conv4
+        # channels-last for fast BN/ReLU/max-pool on CPU, kept for default-layout weights as in Conv4
         x = channels_last(self.features[0](channels_last(x)))
         return self.features[1:](x)
