@@ -57,11 +57,16 @@ def submodule_params(meta_params: Params, prefix: str = "model.") -> Params:
 def per_task(fn, x: Tensor) -> Tensor:
     """``fn`` applied to each task's items in one call: ``(B, n, ...) -> (B, n, ...)``.
 
-    One call per task keeps BatchNorm statistics per task; tasks run under ``vmap`` (a batch of
-    one skips it).
+    One call per task keeps BatchNorm statistics per task. On CPU the calls run one after another:
+    each then takes the channels-last oneDNN kernels, where ``vmap``'s batching rules for BatchNorm
+    and max-pool copy into the default layout; Conv4 forward+backward is 2.3-3.6x faster so
+    (``benchmarks/per_task_speed.py``). Elsewhere tasks run under ``vmap``, one launch per layer.
+    A batch of one is a plain call.
     """
     if x.shape[0] == 1:
         return fn(x[0]).unsqueeze(0)
+    if x.device.type == "cpu":
+        return torch.stack([fn(items) for items in x.unbind(0)])
     return vmap(fn)(x)
 
 
@@ -84,6 +89,7 @@ class Algorithm(nn.Module):
     """
 
     needs_head: bool = True  # does the backbone end in an output layer of size `ways`?
+    freezable: bool = False  # calls its backbone as a plain module, so [model] freeze can hold it fixed
 
     def __init__(self, loss: str = "cross_entropy", strategy: str = "loop") -> None:
         super().__init__()
