@@ -182,6 +182,7 @@ class MANN(Algorithm):
     """
 
     needs_head = False
+    freezable = True
 
     def __init__(
         self,

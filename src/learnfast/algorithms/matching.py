@@ -101,6 +101,7 @@ class MatchingNet(Algorithm):
     """
 
     needs_head = False
+    freezable = True
 
     def __init__(
         self,

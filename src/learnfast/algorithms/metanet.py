@@ -107,6 +107,7 @@ class MetaNet(Algorithm):
     """
 
     needs_head = False
+    freezable = True
 
     def __init__(
         self,

@@ -39,6 +39,7 @@ class ProtoNet(Algorithm):
     """
 
     needs_head = False
+    freezable = True
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(loss="cross_entropy")

@@ -115,6 +115,7 @@ class RelationNet(Algorithm):
     """
 
     needs_head = False
+    freezable = True
 
     def __init__(
         self,

@@ -93,6 +93,7 @@ class SiameseNet(Algorithm):
     """
 
     needs_head = False
+    freezable = True
 
     def __init__(
         self,

@@ -5,6 +5,7 @@ from torch import nn
 
 from .conv4 import Conv4
 from .conv4_maps import Conv4Maps
+from .frozen import Frozen, unwrap
 from .mlp import MLP
 
 BACKBONES = {
@@ -32,4 +33,4 @@ def build_backbone(name: str, in_shape: tuple[int, ...], out_features: int | Non
     raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
 
 
-__all__ = ["BACKBONES", "Conv4", "Conv4Maps", "MLP", "build_backbone"]
+__all__ = ["BACKBONES", "Conv4", "Conv4Maps", "Frozen", "MLP", "build_backbone", "unwrap"]

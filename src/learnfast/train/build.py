@@ -10,7 +10,8 @@ from ..algorithms import ALGORITHMS, Algorithm
 from ..data.omniglot import omniglot_split
 from ..data.regression import SinusoidTasks
 from ..episodes import EpisodeSampler, EpisodeSpec
-from ..models import build_backbone
+from ..models import Frozen, build_backbone, unwrap
+from .checkpoint import load_checkpoint
 from .config import ConfigError, RunConfig
 from .pretrain import ClassBatches
 
@@ -57,10 +58,45 @@ def build_algorithm(cfg: RunConfig, seed: int | None = None) -> Algorithm:
             f"{name} has an output layer of train.ways={cfg.train.ways} units, so eval.ways must match (got {cfg.eval.ways}); "
             f"set both to the same value"
         )
+    if cfg.model.freeze and not cls.freezable:
+        frozen_ok = sorted(n for n, c in ALGORITHMS.items() if c.freezable)
+        raise ConfigError(f"[model] freeze = true: {name} adapts or rescales its backbone, so it cannot be held fixed; freeze is for {', '.join(frozen_ok)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed if seed is None else seed)
         model = build_backbone(cfg.model.backbone, in_shape, out if cls.needs_head else None, cfg.model.hidden)
+        if cfg.model.freeze:
+            model = Frozen(model)
         return cls(model=model, **args)  # layers the algorithm adds (relation module, LSTMs) are seeded too
+
+
+def load_backbone(algorithm: Algorithm, path: str | Path) -> None:
+    """Sets ``algorithm.model``'s weights from the backbone (``model.*``) of the learnfast checkpoint at ``path``.
+
+    For ``[model] init``: e.g. a metric method's trained embedding, or the backbone a pretraining
+    phase left (``runs/NAME/pretrained.safetensors``). Every backbone weight must be in the file with
+    the same shape; only an output layer (``head.*``) may be missing, and it keeps its fresh values.
+    """
+    weights = load_checkpoint(path).weights
+    found = {}
+    for key, value in weights.items():
+        if key.startswith("model."):
+            key = key[len("model."):]
+            found[key[len("module."):] if key.startswith("module.") else key] = value  # a frozen backbone's keys
+    target = unwrap(algorithm.model)
+    if not found:
+        raise ConfigError(f"[model] init = {str(path)!r}: the checkpoint has no backbone weights (model.*); use a checkpoint of an algorithm with a backbone")
+    expected = target.state_dict()
+    missing = sorted(k for k in expected if k not in found and not k.startswith("head."))
+    unexpected = sorted(k for k in found if k not in expected)
+    mismatched = sorted(k for k in found if k in expected and found[k].shape != expected[k].shape)
+    if missing or unexpected or mismatched:
+        raise ConfigError(
+            f"[model] init = {str(path)!r} does not fit this backbone ({type(target).__name__}): missing {missing}, "
+            f"unexpected {unexpected}, different shapes {mismatched}; the checkpoint must come from the same [model] backbone and hidden"
+        )
+    with torch.no_grad():
+        for key, value in found.items():
+            expected[key].copy_(value)  # copy_ keeps each tensor's memory layout (channels-last weights stay so)
 
 
 def to_float_image(x: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,8 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "conv4"  # conv4 | conv4-strided | conv4-maps | mlp
     hidden: int | None = None  # channels / units; backbone default when unset
+    init: str | None = None  # a learnfast checkpoint whose backbone weights (model.*) start the run
+    freeze: bool = False  # keep the backbone fixed: no gradients, never in training mode
 
 
 @dataclass

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..episodes import EpisodeSampler
-from .build import build_algorithm, build_class_batches, build_source, metric_name
+from .build import build_algorithm, build_class_batches, build_source, load_backbone, metric_name
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, RunConfig
 from .evaluate import episode_scores, evaluate
@@ -83,6 +83,8 @@ class Trainer:
         t, e = cfg.train, cfg.eval
         self.metric = metric_name(cfg)
         self.algorithm = build_algorithm(cfg)
+        if cfg.model.init:  # a resumed run then overwrites every weight from its own checkpoint
+            load_backbone(self.algorithm, cfg.model.init)
         self.train_source = build_source(cfg, "train", t.ways, t.shots, t.queries, data_root)
         self.val_source = build_source(cfg, "val", e.ways, e.shots, e.queries, data_root)
         self.optimizer = make_optimizer(self.algorithm.meta_params().values(), t)
