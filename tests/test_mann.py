@@ -1,5 +1,6 @@
 """MANN: LRUA memory shapes and a hand-computed least-used write, labels shown one step late,
 batched == per-task, instance numbers, the per-instance table, the time order, configs, errors."""
+import math
 import pytest
 import torch
 import torch.nn.functional as F
@@ -91,14 +92,16 @@ def test_each_head_writes_its_own_least_used_slot_and_only_the_least_used_is_cle
     assert new_memory[0].tolist() == [[1, 1], [1, 2], [1, 1], [1, 0], [1, 1]]  # slot 3 cleared then written by head 0
 
 
-def test_module_step_follows_the_lrua_equations():
-    """A full step with a fixed key and gate, against a plain per-slot transcription of the paper's equations."""
-    mann = tiny_mann(read_heads=1, memory_slots=4, memory_width=2, controller_size=3)
-    key_logits, gate_logit = torch.tensor([0.3, -0.8], dtype=torch.float64), 0.4
+@pytest.mark.parametrize("key_strength", [False, True])
+def test_module_step_follows_the_lrua_equations(key_strength):
+    """A full step with a fixed key and gate (and read strength), against a plain per-slot transcription of the equations."""
+    mann = tiny_mann(read_heads=1, memory_slots=4, memory_width=2, controller_size=3, key_strength=key_strength)
+    key_logits, gate_logit, strength_logit = torch.tensor([0.3, -0.8], dtype=torch.float64), 0.4, 1.7
     with torch.no_grad():
         mann.addressing.weight.zero_()
-        mann.addressing.bias.copy_(torch.tensor([*key_logits.tolist(), gate_logit]))
+        mann.addressing.bias.copy_(torch.tensor([*key_logits.tolist(), gate_logit] + ([strength_logit] if key_strength else [])))
     key, sigma = key_logits.tanh(), torch.sigmoid(torch.tensor(gate_logit, dtype=torch.float64))
+    beta = 1 + math.log1p(math.exp(strength_logit)) if key_strength else 1.0  # 1 + softplus
     state = mann.initial_state(1, torch.zeros(1, dtype=torch.float64))
     memory = [[MEMORY_INIT] * 2 for _ in range(4)]
     usage, read_w = [0.0] * 4, [0.0] * 4
@@ -110,7 +113,7 @@ def test_module_step_follows_the_lrua_equations():
         memory[lu] = [0.0, 0.0]
         memory = [[memory[i][j] + write_w[i] * key[j].item() for j in range(2)] for i in range(4)]
         cos = [sum(memory[i][j] * key[j].item() for j in range(2)) / (torch.tensor(memory[i]).norm() * key.norm()).item() for i in range(4)]
-        read_w = torch.tensor(cos).softmax(0).tolist()
+        read_w = (beta * torch.tensor(cos, dtype=torch.float64)).softmax(0).tolist()
         usage = [0.95 * usage[i] + read_w[i] + write_w[i] for i in range(4)]
         assert torch.allclose(state.memory[0], torch.tensor(memory, dtype=torch.float64), atol=1e-12), t
         assert torch.allclose(state.read_weights[0, 0], torch.tensor(read_w, dtype=torch.float64), atol=1e-12), t

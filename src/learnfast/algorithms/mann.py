@@ -128,9 +128,14 @@ def lrua_write(memory: Tensor, keys: Tensor, gates: Tensor, prev_read_weights: T
     return memory * keep.unsqueeze(-1) + write_weights.transpose(1, 2) @ keys, write_weights
 
 
-def lrua_read(memory: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
-    """Content read: ``w^r = softmax_i cos(k, M_i)``, ``r = w^r M``: ``(B, slots, width)``, ``(B, heads, width)`` -> weights ``(B, heads, slots)``, reads ``(B, heads, width)``."""
-    read_weights = cosine_similarity(keys, memory).softmax(-1)
+def lrua_read(memory: Tensor, keys: Tensor, strength: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Content read: ``w^r = softmax_i (beta * cos(k, M_i))``, ``r = w^r M``.
+
+    ``(B, slots, width)``, ``(B, heads, width)`` and optional key strengths ``beta (B, heads, 1)``
+    (the paper: none, i.e. 1) -> weights ``(B, heads, slots)``, reads ``(B, heads, width)``.
+    """
+    similarity = cosine_similarity(keys, memory)
+    read_weights = (similarity if strength is None else strength * similarity).softmax(-1)
     return read_weights, read_weights @ memory
 
 
@@ -165,6 +170,10 @@ class MANN(Algorithm):
         memory_width: memory columns, the key size (paper: 40).
         read_heads: read heads, each with its own key, gate and least-used slot (paper: 4).
         gamma: usage decay per step (paper: 0.95).
+        key_strength: also emit a read strength ``beta = 1 + softplus(.)`` per head that sharpens the
+            read softmax, ``softmax(beta * cos)``, as the NTM's content addressing (Graves et al. 2014)
+            does. The paper's LRUA has none (``False``): its reads are a softmax over cosines in
+            [-1, 1], at most e^2 times sharper than uniform over all slots.
         order: ``"hash"`` shows the support set in a pseudo-random order derived from the task
             (:func:`hashed_order`; the sampler's support is class-major, which would make the label
             sequence predictable); ``"given"`` keeps the support order as it is (for sources whose
@@ -193,6 +202,7 @@ class MANN(Algorithm):
         memory_width: int = 40,
         read_heads: int = 4,
         gamma: float = 0.95,
+        key_strength: bool = False,
         order: str = "hash",
         in_shape: tuple[int, ...] | None = None,
     ) -> None:
@@ -208,11 +218,12 @@ class MANN(Algorithm):
         if order not in ORDERS:
             raise ValueError(f"unknown order {order!r}; choose one of {ORDERS}")
         self.model, self.ways, self.gamma, self.order = model, ways, gamma, order
-        self.slots, self.width, self.heads = memory_slots, memory_width, read_heads
+        self.slots, self.width, self.heads, self.key_strength = memory_slots, memory_width, read_heads, key_strength
         dim = math.prod(output_shape(model, in_shape))
         # controller input: [item embedding, previous label, previous reads] (reads feed the next state, p. 3)
         self.controller = like_model(nn.LSTMCell(dim + ways + read_heads * memory_width, controller_size), model)
-        self.addressing = like_model(nn.Linear(controller_size, read_heads * (memory_width + 1)), model)  # key + gate per head
+        per_head = memory_width + (2 if key_strength else 1)  # key, gate and (optionally) strength per head
+        self.addressing = like_model(nn.Linear(controller_size, read_heads * per_head), model)
         self.output = like_model(nn.Linear(controller_size + read_heads * memory_width, ways), model)
 
     def initial_state(self, batch_size: int, like: Tensor) -> MemoryState:
@@ -226,10 +237,11 @@ class MANN(Algorithm):
         """One time step for B sequences: item embeddings ``(B, D)``, previous one-hot labels ``(B, ways)`` -> new state, logits ``(B, ways)``."""
         b = item_z.shape[0]
         hidden, cell = self.controller(torch.cat([item_z, prev_label, state.reads], dim=-1), (state.hidden, state.cell))
-        head = self.addressing(hidden).view(b, self.heads, self.width + 1)
-        keys, gates = head[..., :-1].tanh(), head[..., -1:].sigmoid()  # (B, R, W), (B, R, 1)
+        head = self.addressing(hidden).view(b, self.heads, -1)
+        keys, gates = head[..., : self.width].tanh(), head[..., self.width : self.width + 1].sigmoid()  # (B, R, W), (B, R, 1)
+        strength = 1 + F.softplus(head[..., self.width + 1 :]) if self.key_strength else None  # (B, R, 1)
         memory, write_weights = lrua_write(state.memory, keys, gates, state.read_weights, state.usage)
-        read_weights, reads = lrua_read(memory, keys)  # read after the write, from M_t
+        read_weights, reads = lrua_read(memory, keys, strength)  # read after the write, from M_t
         usage = usage_update(state.usage, read_weights, write_weights, self.gamma)
         reads = reads.flatten(1)  # (B, R*W)
         logits = self.output(torch.cat([hidden, reads], dim=-1))
