@@ -170,3 +170,36 @@ def test_precision_flag_reaches_the_run(tmp_path, capsys):
 def test_unknown_precision_exits_2_naming_the_key(tmp_path, capsys):
     assert main(["train", *TINY_SINE, "--precision", "fp16", "--out", str(tmp_path / "x")]) == 2
     assert "precision" in capsys.readouterr().err
+
+
+def test_train_from_a_frozen_init_then_eval(tmp_path, capsys):
+    import torch
+
+    from conftest import omniglot_root
+    from learnfast.train.build import build_algorithm
+    from learnfast.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from learnfast.train.config import RunConfig
+
+    root = omniglot_root()
+    if not (root / "omniglot" / "images_evaluation.zip").is_file():
+        pytest.skip("Omniglot data not found")
+    source_cfg = RunConfig(name="p", algorithm={"name": "protonet"})
+    source_cfg.model.hidden = 4
+    source = build_algorithm(source_cfg, seed=3)
+    init = tmp_path / "features.safetensors"
+    save_checkpoint(init, Checkpoint(weights=source.state_dict(), meta={"config": source_cfg.to_dict()}))
+    common = ["--dataset", "omniglot", "--backbone", "conv4", "--ways", "3", "--shots", "1", "--queries", "1",
+              "--meta-batch", "2", "--iterations", "2", "--val-every", "2", "--val-episodes", "2",
+              "--set", "model.hidden=4", "--set", f"model.init={json.dumps(str(init))}", "--set", "model.freeze=true",
+              "--set", "eval.ways=3", "--set", "eval.queries=1", "--data-root", str(root), "--no-progress"]
+    out = tmp_path / "siamese"
+    assert main(["train", "--algorithm", "siamese", *common, "--out", str(out)]) == 0
+    weights = load_checkpoint(out / "last.safetensors").weights
+    for key, value in source.state_dict().items():  # the frozen backbone is the init's, untouched by training
+        assert torch.equal(weights[key.replace("model.", "model.module.", 1)], value), key
+    capsys.readouterr()
+    assert main(["eval", str(out / "best.safetensors"), "--json", "--episodes", "2", "--data-root", str(root)]) == 0
+    assert 0.0 <= json.loads(capsys.readouterr().out)["mean"] <= 1.0
+    # a frozen ProtoNet has nothing left to meta-train
+    assert main(["train", "--algorithm", "protonet", *common, "--out", str(tmp_path / "p")]) == 2
+    assert "no parameters left to meta-train" in capsys.readouterr().err

@@ -85,6 +85,11 @@ class Trainer:
         self.algorithm = build_algorithm(cfg)
         if cfg.model.init:  # a resumed run then overwrites every weight from its own checkpoint
             load_backbone(self.algorithm, cfg.model.init)
+        if not self.algorithm.meta_params():
+            raise ConfigError(
+                f"{cfg.algorithm['name']} with [model] freeze = true has no parameters left to meta-train; "
+                f"evaluate its init checkpoint with `learnfast eval`, or set freeze = false"
+            )
         self.train_source = build_source(cfg, "train", t.ways, t.shots, t.queries, data_root)
         self.val_source = build_source(cfg, "val", e.ways, e.shots, e.queries, data_root)
         self.optimizer = make_optimizer(self.algorithm.meta_params().values(), t)
