@@ -135,25 +135,34 @@ def test_argparse_errors_exit_2(capsys):
     capsys.readouterr()
 
 
-def test_eval_inner_steps_on_protonet_checkpoint(tmp_path, capsys):
-    import torch
-
-    from learnfast.train.build import build_algorithm
-    from learnfast.train.checkpoint import Checkpoint, save_checkpoint
-    from learnfast.train.config import RunConfig
-
-    # a ProtoNet checkpoint needs Omniglot to evaluate; use the data if present, else skip
+def omniglot_root_or_skip():
     from conftest import omniglot_root
 
     root = omniglot_root()
     if not (root / "omniglot" / "images_evaluation.zip").is_file():
         pytest.skip("Omniglot data not found")
+    return root
+
+
+def saved_protonet(path, seed=0, **eval_settings):
+    """A tiny untrained ProtoNet (Conv4 of 4 channels) saved as a learnfast checkpoint; returns the algorithm."""
+    from learnfast.train.build import build_algorithm
+    from learnfast.train.checkpoint import Checkpoint, save_checkpoint
+    from learnfast.train.config import RunConfig
+
     cfg = RunConfig(name="p", algorithm={"name": "protonet"})
     cfg.model.hidden = 4
-    cfg.eval.queries = 2
-    algorithm = build_algorithm(cfg)
+    for key, value in eval_settings.items():
+        setattr(cfg.eval, key, value)
+    algorithm = build_algorithm(cfg, seed=seed)
+    save_checkpoint(path, Checkpoint(weights=algorithm.state_dict(), meta={"config": cfg.to_dict()}))
+    return algorithm
+
+
+def test_eval_inner_steps_on_protonet_checkpoint(tmp_path, capsys):
+    root = omniglot_root_or_skip()  # a ProtoNet checkpoint needs Omniglot to evaluate
     ckpt = tmp_path / "p.safetensors"
-    save_checkpoint(ckpt, Checkpoint(weights=algorithm.state_dict(), meta={"config": cfg.to_dict()}))
+    saved_protonet(ckpt, queries=2)
     code = main(["eval", str(ckpt), "--json", "--episodes", "2", "--inner-steps", "3", "--data-root", str(root)])
     assert code == 2
     assert "does not adapt by gradient steps" in capsys.readouterr().err
@@ -175,19 +184,11 @@ def test_unknown_precision_exits_2_naming_the_key(tmp_path, capsys):
 def test_train_from_a_frozen_init_then_eval(tmp_path, capsys):
     import torch
 
-    from conftest import omniglot_root
-    from learnfast.train.build import build_algorithm
-    from learnfast.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-    from learnfast.train.config import RunConfig
+    from learnfast.train.checkpoint import load_checkpoint
 
-    root = omniglot_root()
-    if not (root / "omniglot" / "images_evaluation.zip").is_file():
-        pytest.skip("Omniglot data not found")
-    source_cfg = RunConfig(name="p", algorithm={"name": "protonet"})
-    source_cfg.model.hidden = 4
-    source = build_algorithm(source_cfg, seed=3)
+    root = omniglot_root_or_skip()
     init = tmp_path / "features.safetensors"
-    save_checkpoint(init, Checkpoint(weights=source.state_dict(), meta={"config": source_cfg.to_dict()}))
+    source = saved_protonet(init, seed=3)
     common = ["--dataset", "omniglot", "--backbone", "conv4", "--ways", "3", "--shots", "1", "--queries", "1",
               "--meta-batch", "2", "--iterations", "2", "--val-every", "2", "--val-episodes", "2",
               "--set", "model.hidden=4", "--set", f"model.init={json.dumps(str(init))}", "--set", "model.freeze=true",
