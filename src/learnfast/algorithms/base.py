@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import grad, vmap
+from torch.utils._pytree import tree_leaves, tree_map
 
 from .._types import Params
 from ..functional import detach, expand
@@ -54,20 +55,22 @@ def submodule_params(meta_params: Params, prefix: str = "model.") -> Params:
     return {k[len(prefix):]: v for k, v in meta_params.items() if k.startswith(prefix)}
 
 
-def per_task(fn, x: Tensor) -> Tensor:
+def per_task(fn, *args):
     """``fn`` applied to each task's items in one call: ``(B, n, ...) -> (B, n, ...)``.
 
-    One call per task keeps BatchNorm statistics per task. On CPU the calls run one after another:
-    each then takes the channels-last oneDNN kernels, where ``vmap``'s batching rules for BatchNorm
-    and max-pool copy into the default layout; Conv4 forward+backward is 2.3-3.6x faster so
-    (``benchmarks/per_task_speed.py``). Elsewhere tasks run under ``vmap``, one launch per layer.
-    A batch of one is a plain call.
+    ``args`` are tensors (or dicts / tuples of tensors, e.g. per-task parameters) with a leading
+    task dimension B; task i gets ``fn(*args[i])``. One call per task keeps BatchNorm statistics
+    per task. On CPU the calls run one after another: each then takes the channels-last oneDNN
+    kernels, where ``vmap``'s batching rules for BatchNorm and max-pool copy into the default
+    layout; Conv4 forward+backward is 2.9-4.6x faster so (``benchmarks/per_task_speed.py``).
+    Elsewhere tasks run under ``vmap``, one launch per layer. A batch of one is a plain call.
     """
-    if x.shape[0] == 1:
-        return fn(x[0]).unsqueeze(0)
-    if x.device.type == "cpu":
-        return torch.stack([fn(items) for items in x.unbind(0)])
-    return vmap(fn)(x)
+    first = tree_leaves(args)[0]
+    if first.shape[0] == 1:
+        return fn(*tree_map(lambda t: t[0], args)).unsqueeze(0)
+    if first.device.type == "cpu":
+        return torch.stack([fn(*tree_map(lambda t: t[i], args)) for i in range(first.shape[0])])
+    return vmap(fn)(*args)
 
 
 def resolve_loss(name: str):

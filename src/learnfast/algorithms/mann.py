@@ -157,7 +157,7 @@ class MANN(Algorithm):
     """Memory-Augmented Neural Network: LSTM controller, external memory with LRU access.
 
     Items go through ``model`` (the image encoder) together, one call per task (BatchNorm
-    statistics per task, tasks under ``vmap``); the recurrence then runs batched over tasks, one
+    statistics per task, ``per_task``); the recurrence then runs batched over tasks, one
     Python step per time step (inherently sequential), with memory ``(B, slots, width)``.
 
     Args:

@@ -79,7 +79,7 @@ class MatchingNet(Algorithm):
     """Matching Networks: softmax attention over cosine similarities to the support set, optional FCE.
 
     Support and query items of a task go through the encoder together, one call per task, so
-    BatchNorm statistics are per task; tasks of a batch run under ``vmap`` (``per_task``).
+    BatchNorm statistics are per task: one encoder call per task (``per_task``).
     The FCE LSTMs run natively batched over tasks.
 
     Args:

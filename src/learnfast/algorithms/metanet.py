@@ -88,7 +88,7 @@ class MetaNet(Algorithm):
 
     Relabelling the classes permutes ``C``, the gradients w.r.t. ``C`` and so the logits; nothing else
     depends on the class numbering. Support and query items go through ``model`` together, one
-    call per task (BatchNorm statistics per task, tasks under ``vmap``); everything after it is
+    call per task (BatchNorm statistics per task, ``per_task``); everything after it is
     batched over tasks.
 
     Args:

@@ -30,7 +30,7 @@ class ProtoNet(Algorithm):
     """Prototypical Networks over any embedding network (no output head).
 
     Support and query items of a task go through the encoder together, one task per call, so
-    BatchNorm statistics are per task; tasks of a batch run under ``vmap``.
+    BatchNorm statistics are per task (``per_task``: one encoder call per task).
 
     Args:
         model: the embedding network ``(n, ...) -> (n, D)``.

@@ -93,8 +93,8 @@ class RelationNet(Algorithm):
     inputs. Inputs that give another feature shape later raise ``ValueError``.
 
     Support and query items of a task go through the embedding module together (one call per
-    task), and the task's Q*N pairs through the relation module together; both run per task under
-    ``vmap``, so BatchNorm statistics never mix tasks.
+    task), and the task's Q*N pairs through the relation module together; both run through
+    ``per_task``, so BatchNorm statistics never mix tasks.
 
     Args:
         model: the embedding module ``(n, ...) -> (n, C, H, W)`` feature maps (e.g. ``Conv4Maps``),

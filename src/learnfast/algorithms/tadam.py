@@ -19,7 +19,6 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.func import vmap
 
 from .._types import Params
 from ..functional import forward_with
@@ -64,7 +63,7 @@ class TADAM(Algorithm):
     **FiLM without rewriting the model.** ``gamma * (w * h + b) + beta`` equals the same layer with
     weight ``gamma * w`` and bias ``gamma * b + beta``. So the conditioned pass is the encoder's own
     forward through ``torch.func.functional_call`` with those per-task weights for the conditioned
-    layers (under ``vmap`` over tasks): no hooks, no copied modules, and any backbone works whose
+    layers (``per_task``): no hooks, no copied modules, and any backbone works whose
     conditioned layers are affine BatchNorm, ``nn.Linear`` or ``nn.Conv`` layers with a bias. By
     default these are the encoder's affine BatchNorm layers, i.e. FiLM right after each
     normalisation as in the paper (Conv4: one per block); an encoder without BatchNorm has its
@@ -157,11 +156,7 @@ class TADAM(Algorithm):
         s = batch.support_x.shape[1]
         x = torch.cat([batch.support_x, batch.query_x], dim=1)  # (B, S+Q, ...)
         params = self.film_params(c)
-        if x.shape[0] == 1:  # as per_task: a batch of one skips vmap
-            z = forward_with(self.model, {k: v[0] for k, v in params.items()}, x[0]).unsqueeze(0)
-        else:
-            z = vmap(lambda p, items: forward_with(self.model, p, items))(params, x)
-        z = z.flatten(2)  # (B, S+Q, D)
+        z = per_task(lambda p, items: forward_with(self.model, p, items), params, x).flatten(2)  # (B, S+Q, D)
         return -self.metric_scale * squared_distances(z[:, s:], prototypes(z[:, :s], batch.support_y, ways))
 
     def meta_loss(self, batch: Task) -> MetaOutput:
