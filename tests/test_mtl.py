@@ -74,6 +74,20 @@ def test_scale_shift_and_head_get_gradients_the_backbone_none():
                 assert p.grad.abs().sum() > 0, k
 
 
+def test_zero_head_init_is_not_meta_learned_and_every_task_starts_from_zero():
+    mtl = MTL(conv4(), ways=3, inner_lr=0.3, inner_steps=2, learn_head_init=False).double()
+    assert not any(k.startswith(("head.", "model.")) for k in mtl.meta_params())
+    assert torch.equal(mtl.head.weight, torch.zeros_like(mtl.head.weight))
+    opt = torch.optim.Adam(mtl.meta_params().values(), lr=0.1)
+    mtl.meta_loss(images()).loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for k, p in mtl.meta_params().items() if k.startswith("scale."))
+    opt.step()
+    assert torch.equal(mtl.head.weight, torch.zeros_like(mtl.head.weight)) and mtl.head.weight.grad is None
+    # the inner loop still fits a head: predictions differ from the zero head's uniform logits
+    logits = mtl.eval()(images(), inner_steps=2)
+    assert logits.std() > 0
+
+
 def test_second_order_meta_gradient_flows_through_the_head_steps():
     """With one inner step, the head initialisation's gradient differs between first and second order."""
     grads = {}

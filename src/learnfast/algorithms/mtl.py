@@ -65,6 +65,12 @@ class MTL(Algorithm):
         cg_damping: adds ``cg_damping * I`` to the implicit system ``I + H/lambda``.
         bn: BatchNorm policy of the backbone, ``"transductive"`` or ``"support"``
             (:func:`learnfast.algorithms.baseline.task_features`).
+        learn_head_init: meta-learn the head initialisation (the paper), or keep it at zero for
+            every task (``False``; the "zeroing trick" of Kao et al. 2022). Labels are assigned to
+            classes at random per task, so a learned start can only help by a part shared by all
+            classes; under Adam its per-class parts random-walk instead (here, Omniglot vinyals
+            validation 5-way 1-shot: 96.9 % before meta-training, 88.5 % after 500 meta-batches that
+            moved it to a mean magnitude of 0.017, with scales and shifts restored to 1 and 0: 87.4 %).
 
     Example:
         >>> mtl = MTL(pretrained_conv4, ways=5, inner_lr=0.1, inner_steps=10)
@@ -89,6 +95,7 @@ class MTL(Algorithm):
         cg_steps: int = 5,
         cg_damping: float = 0.0,
         bn: str = "transductive",
+        learn_head_init: bool = True,
     ) -> None:
         super().__init__(loss="cross_entropy", strategy=strategy)
         if not isinstance(ways, int) or ways < 1:
@@ -112,6 +119,8 @@ class MTL(Algorithm):
         # backbone before meta-training: 89.6 % from a random head, 98.1 % from zero, 100 steps).
         self.head = like_model(nn.Linear(feature_size(model), ways), model)
         nn.init.zeros_(self.head.weight), nn.init.zeros_(self.head.bias)
+        if not learn_head_init:  # the "zeroing trick": every task's head starts at zero, scales and shifts are meta-learned
+            self.head.requires_grad_(False)
 
     def pretrain_head(self, classes: int) -> nn.Module:
         """The linear classifier over all ``classes`` training classes for the pretraining phase (discarded after it)."""
