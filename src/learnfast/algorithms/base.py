@@ -62,7 +62,7 @@ def per_task(fn, *args):
     task dimension B; task i gets ``fn(*args[i])``. One call per task keeps BatchNorm statistics
     per task. On CPU the calls run one after another: each then takes the channels-last oneDNN
     kernels, where ``vmap``'s batching rules for BatchNorm and max-pool copy into the default
-    layout; Conv4 forward+backward is 2.9-4.6x faster so (``benchmarks/per_task_speed.py``).
+    layout; Conv4 forward+backward is 2.2-3.7x faster so (``benchmarks/per_task_speed.py``).
     Elsewhere tasks run under ``vmap``, one launch per layer. A batch of one is a plain call.
     """
     first = tree_leaves(args)[0]
