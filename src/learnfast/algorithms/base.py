@@ -66,9 +66,7 @@ def per_task(fn, *args):
     Elsewhere tasks run under ``vmap``, one launch per layer. A batch of one is a plain call.
     """
     first = tree_leaves(args)[0]
-    if first.shape[0] == 1:
-        return fn(*tree_map(lambda t: t[0], args)).unsqueeze(0)
-    if first.device.type == "cpu":
+    if first.shape[0] == 1 or first.device.type == "cpu":
         return torch.stack([fn(*tree_map(lambda t: t[i], args)) for i in range(first.shape[0])])
     return vmap(fn)(*args)
 

@@ -118,7 +118,8 @@ class MTL(Algorithm):
         # span that a one-shot support set never corrects (vinyals validation, the pretrained
         # backbone before meta-training: 89.6 % from a random head, 98.1 % from zero, 100 steps).
         self.head = like_model(nn.Linear(feature_size(model), ways), model)
-        nn.init.zeros_(self.head.weight), nn.init.zeros_(self.head.bias)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
         if not learn_head_init:  # the "zeroing trick": every task's head starts at zero, scales and shifts are meta-learned
             self.head.requires_grad_(False)
 

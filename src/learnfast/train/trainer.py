@@ -85,7 +85,7 @@ class Trainer:
         self.algorithm = build_algorithm(cfg)
         if cfg.model.init:  # a resumed run then overwrites every weight from its own checkpoint
             load_backbone(self.algorithm, cfg.model.init)
-        if not self.algorithm.meta_params():
+        if cfg.model.freeze and not self.algorithm.meta_params():
             raise ConfigError(
                 f"{cfg.algorithm['name']} with [model] freeze = true has no parameters left to meta-train; "
                 f"evaluate its init checkpoint with `learnfast eval`, or set freeze = false"
