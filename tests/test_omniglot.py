@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from learnfast.data import OmniglotDataError, data_root, load_omniglot, omniglot_split
+from learnfast.data import omniglot
 from learnfast.data.root import cache_dir
 
 
@@ -57,6 +58,26 @@ def test_cache_is_written_and_fast(data_root, decoded_evaluation, monkeypatch):
     assert np.array_equal(first.images, second.images)
     assert list(first.alphabets) == list(second.alphabets)
     assert list(first.characters) == list(second.characters)
+
+
+def test_two_runs_building_the_cache_at_once_both_succeed(data_root, decoded_evaluation, tmp_path, monkeypatch):
+    """A second run that writes and publishes the cache between this run's write and its publish."""
+    _, decoded = decoded_evaluation
+    monkeypatch.setenv("LEARNFAST_CACHE", str(tmp_path))
+    monkeypatch.setattr(omniglot, "_read_zip", lambda path, name: decoded)  # skip the slow decode
+    real_savez, interleaved = np.savez, []
+
+    def savez_then_other_run(file, **arrays):
+        real_savez(file, **arrays)
+        if not interleaved:
+            interleaved.append(True)
+            load_omniglot("images_evaluation", data_root)  # the other run, start to finish
+
+    monkeypatch.setattr(omniglot.np, "savez", savez_then_other_run)
+    archive = load_omniglot("images_evaluation", data_root)
+    assert interleaved and np.array_equal(archive.images, decoded.images)
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and ".tmp" not in left[0]  # the cache alone, no temporary file left
 
 
 def test_decoded_equals_default_cache(data_root, decoded_evaluation):

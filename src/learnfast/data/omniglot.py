@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,9 +146,14 @@ def load_omniglot(name: str = "images_background", root: str | Path | None = Non
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             cached.unlink(missing_ok=True)  # a damaged cache is rebuilt from the archive
     archive = _read_zip(path, name)
-    tmp = cached.with_suffix(".tmp.npz")
-    np.savez(tmp, images=archive.images, alphabets=np.array(archive.alphabets), characters=np.array(archive.characters))
-    tmp.replace(cached)
+    # a temporary name of its own: two runs started together both build the cache, and the later
+    # atomic replace wins with identical contents instead of one finding the other's file gone
+    tmp = cached.with_name(f"{cached.stem}.{uuid.uuid4().hex}.tmp.npz")
+    try:
+        np.savez(tmp, images=archive.images, alphabets=np.array(archive.alphabets), characters=np.array(archive.characters))
+        tmp.replace(cached)
+    finally:
+        tmp.unlink(missing_ok=True)
     return archive
 
 
