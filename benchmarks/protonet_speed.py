@@ -70,11 +70,15 @@ def import_easyfsl():
 def plain(backbone: nn.Module) -> nn.Sequential:
     """The backbone's layers as a plain Sequential in PyTorch's default memory layout throughout.
 
-    The weights keep their values; only learnfast's channels-last layout is undone (in place), as
-    an easyfsl user's own Conv4 would have it.
+    The weights keep their values; learnfast's channels-last layout is undone (in place) and each
+    block is put back in the textbook order, conv, BN, ReLU, max-pool (learnfast pools before an
+    in-place ReLU, the same function), as an easyfsl user's own Conv4 would have it.
     """
+    blocks = []
+    for conv, bn, *rest in backbone.features:
+        blocks += [conv, bn, nn.ReLU(), *(m for m in rest if isinstance(m, nn.MaxPool2d))]
     flat = [nn.Flatten()] if isinstance(backbone, lf.Conv4) else []  # Conv4Maps returns the maps
-    return nn.Sequential(*backbone.features, *flat).to(memory_format=torch.contiguous_format)
+    return nn.Sequential(*blocks, *flat).to(memory_format=torch.contiguous_format)
 
 
 def learnfast_step(algorithm: lf.Algorithm, precision: str = "fp32") -> Step:

@@ -48,6 +48,9 @@ def test_plain_copy_has_default_layout_same_values_and_leaves_the_original(proto
     for a, b in zip(conv_weights(theirs), conv_weights(reference)):
         assert torch.equal(a, b)
     assert all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights(original))
+    # the textbook block order, conv, BN, ReLU, max-pool, with an out-of-place ReLU
+    assert [type(m).__name__ for m in theirs[:4]] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]
+    assert not theirs[2].inplace
     x = torch.rand(4, 1, 28, 28)
     torch.testing.assert_close(theirs(x), reference(x))
 

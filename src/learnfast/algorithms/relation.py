@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.conv4_maps import conv_block
+from ..models.conv4 import conv_block
 from ..models.probe import like_model, output_shape
 from ..tasks import Task, check_batch
 from .base import Algorithm, MetaOutput, per_task, query_loss

@@ -8,23 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .conv4 import channels_last
-
-
-def conv_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequential:
-    """conv3x3 (padding 1), BatchNorm with per-call batch statistics, ReLU, then a 2x2 max-pool if ``pool``.
-
-    Shapes: ``(n, in_channels, H, W) -> (n, out_channels, H, W)``, or ``(n, out_channels, H // 2, W // 2)`` pooled.
-    """
-    layers: list[nn.Module] = [
-        nn.Conv2d(in_channels, out_channels, 3, padding=1),
-        # as in Conv4: each call (one task) normalises with its own batch; nothing carries over
-        nn.BatchNorm2d(out_channels, track_running_stats=False),
-        nn.ReLU(),
-    ]
-    if pool:
-        layers.append(nn.MaxPool2d(2))
-    return nn.Sequential(*layers)
+from .conv4 import channels_last, conv_block
 
 
 class Conv4Maps(nn.Module):
