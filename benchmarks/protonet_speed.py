@@ -114,13 +114,13 @@ def relation_mse(scores: Tensor, targets: Tensor) -> Tensor:
     return F.mse_loss(scores, F.one_hot(targets, scores.shape[-1]).to(scores.dtype))
 
 
-def build(method: str, ways: int, seed: int) -> dict[str, Step]:
-    """The three rows for ``method``, all starting from the weights of one seeded backbone."""
+def build(method: str, ways: int, seed: int, bf16: bool = True) -> dict[str, Step]:
+    """The rows for ``method`` (``learnfast_bf16`` only with ``bf16``), all from one seeded backbone's weights."""
     methods = import_easyfsl()
     torch.manual_seed(seed)
     backbone = build_backbone("conv4-maps" if method == "relation" else "conv4", (1, 28, 28), None)
     rows = {}
-    for row in ROWS:
+    for row in ROWS if bf16 else (r for r in ROWS if r != "learnfast_bf16"):
         mine = copy.deepcopy(backbone)
         theirs = plain(mine) if row == "easyfsl" else mine  # plain() converts in place: easyfsl's copy only
         torch.manual_seed(seed + 1)  # the heads (LSTMs, relation module) start alike too
@@ -148,7 +148,7 @@ def episodes(n: int, ways: int, shots: int, queries: int, seed: int) -> list[tup
 
 
 def measure(method: str, args) -> dict:
-    rows = build(method, args.ways, args.seed)
+    rows = build(method, args.ways, args.seed, bf16=not args.no_bf16)
     data = episodes(args.episodes, args.ways, args.shots, args.queries, args.seed)
     for step in rows.values():  # warm-up: allocator, first-call dispatch
         for episode in data[: args.warmup]:
@@ -165,7 +165,8 @@ def measure(method: str, args) -> dict:
     base, same = result["easyfsl"]["episodes_per_s"], result["easyfsl_same_module"]["episodes_per_s"]
     result["ratio_vs_easyfsl"] = result["learnfast"]["episodes_per_s"] / base
     result["ratio_vs_easyfsl_same_module"] = result["learnfast"]["episodes_per_s"] / same
-    result["ratio_bf16_vs_easyfsl"] = result["learnfast_bf16"]["episodes_per_s"] / base
+    if "learnfast_bf16" in result:
+        result["ratio_bf16_vs_easyfsl"] = result["learnfast_bf16"]["episodes_per_s"] / base
     return result
 
 
@@ -181,6 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-bf16", action="store_true",
+                        help="skip the learnfast_bf16 row (on CPUs without AVX-512 BF16 / AMX, bfloat16 is emulated and slow)")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="call learnfast.host_memory.keep_freed_memory() first (as the learnfast CLI does); "
                              "process-wide, so every row gains")
@@ -205,9 +208,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(f"training episodes/s, {args.ways}-way {args.shots}-shot {args.queries} queries, {args.threads} thread(s), median of {args.rounds} rounds")
     for method, r in report["methods"].items():
-        cells = "  ".join(f"{name} {r[name]['episodes_per_s']:.2f}" for name in ROWS)
-        print(f"{method:9s} {cells}  ratio {r['ratio_vs_easyfsl']:.2f}x (same module {r['ratio_vs_easyfsl_same_module']:.2f}x, "
-              f"bf16 {r['ratio_bf16_vs_easyfsl']:.2f}x)")
+        cells = "  ".join(f"{name} {r[name]['episodes_per_s']:.2f}" for name in ROWS if name in r)
+        bf16 = f", bf16 {r['ratio_bf16_vs_easyfsl']:.2f}x" if "ratio_bf16_vs_easyfsl" in r else ""
+        print(f"{method:9s} {cells}  ratio {r['ratio_vs_easyfsl']:.2f}x (same module {r['ratio_vs_easyfsl_same_module']:.2f}x{bf16})")
 
 
 if __name__ == "__main__":
