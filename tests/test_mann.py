@@ -339,3 +339,19 @@ def test_error_messages():
     assert MANN(nn.Flatten(), in_shape=(1, 4, 4), controller_size=4, memory_slots=4, memory_width=2, read_heads=1) is not None
     with pytest.raises(ValueError, match=r"this task has 4 classes but MANN was built for at most ways=3.*ways = 4"):
         tiny_mann(ways=3)(blobs(ways=4, dtype=torch.float64))
+
+
+def test_initial_strength_sets_where_every_heads_read_strength_starts():
+    mann = tiny_mann(read_heads=3, key_strength=True, initial_strength=10.0)
+    head = mann.addressing(torch.zeros(1, mann.controller.hidden_size, dtype=torch.float64)).view(1, 3, -1)
+    beta = 1 + torch.nn.functional.softplus(head[..., -1])
+    torch.testing.assert_close(beta, torch.full_like(beta, 10.0))
+    default = tiny_mann(read_heads=3, key_strength=True)  # the key and gate biases are left as initialised
+    torch.testing.assert_close(mann.addressing.bias.view(3, -1)[:, :-1], default.addressing.bias.view(3, -1)[:, :-1])
+
+
+@pytest.mark.parametrize("kwargs, match", [({"initial_strength": 5.0}, "needs key_strength"),
+                                           ({"key_strength": True, "initial_strength": 1.0}, "above 1")])
+def test_initial_strength_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_mann(**kwargs)

@@ -174,6 +174,9 @@ class MANN(Algorithm):
             read softmax, ``softmax(beta * cos)``, as the NTM's content addressing (Graves et al. 2014)
             does. The paper's LRUA has none (``False``): its reads are a softmax over cosines in
             [-1, 1], at most e^2 times sharper than uniform over all slots.
+        initial_strength: with ``key_strength``, the read strength every head starts at (the strength
+            outputs' bias is set so that ``beta = initial_strength`` when the controller's output is
+            zero); ``None`` keeps PyTorch's default bias (``beta`` about ``1 + log 2``).
         order: ``"hash"`` shows the support set in a pseudo-random order derived from the task
             (:func:`hashed_order`; the sampler's support is class-major, which would make the label
             sequence predictable); ``"given"`` keeps the support order as it is (for sources whose
@@ -203,6 +206,7 @@ class MANN(Algorithm):
         read_heads: int = 4,
         gamma: float = 0.95,
         key_strength: bool = False,
+        initial_strength: float | None = None,
         order: str = "hash",
         in_shape: tuple[int, ...] | None = None,
     ) -> None:
@@ -217,6 +221,10 @@ class MANN(Algorithm):
             raise ValueError(f"gamma is the usage decay per step and must lie in [0, 1], got {gamma}")
         if order not in ORDERS:
             raise ValueError(f"unknown order {order!r}; choose one of {ORDERS}")
+        if initial_strength is not None and not key_strength:
+            raise ValueError("initial_strength sets where the learned read strength starts; it needs key_strength=True")
+        if initial_strength is not None and not initial_strength > 1.0:
+            raise ValueError(f"initial_strength must be above 1 (beta = 1 + softplus(.) > 1), got {initial_strength}")
         self.model, self.ways, self.gamma, self.order = model, ways, gamma, order
         self.slots, self.width, self.heads, self.key_strength = memory_slots, memory_width, read_heads, key_strength
         dim = math.prod(output_shape(model, in_shape))
@@ -224,6 +232,9 @@ class MANN(Algorithm):
         self.controller = like_model(nn.LSTMCell(dim + ways + read_heads * memory_width, controller_size), model)
         per_head = memory_width + (2 if key_strength else 1)  # key, gate and (optionally) strength per head
         self.addressing = like_model(nn.Linear(controller_size, read_heads * per_head), model)
+        if initial_strength is not None:  # softplus(b) = initial_strength - 1 for the strength outputs
+            with torch.no_grad():
+                self.addressing.bias.view(read_heads, per_head)[:, -1] = math.log(math.expm1(initial_strength - 1))
         self.output = like_model(nn.Linear(controller_size + read_heads * memory_width, ways), model)
 
     def initial_state(self, batch_size: int, like: Tensor) -> MemoryState:
