@@ -89,3 +89,16 @@ def test_per_task_on_cpu_equals_vmap_in_value_and_gradient():
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
     # per-task statistics: a task's features do not depend on the other tasks of the batch
     torch.testing.assert_close(per_task(encoder, x[1:2])[0], looped[1], rtol=0, atol=1e-12)
+
+
+def test_init_keeps_a_fresh_head_when_the_checkpoint_has_other_ways(tmp_path):
+    five = build_algorithm(config("maml"), seed=1)
+    save_algorithm(tmp_path / "five.safetensors", five)
+    cfg = config("maml")
+    cfg.train.ways = cfg.eval.ways = 20
+    twenty = build_algorithm(cfg, seed=2)
+    head = twenty.model.head.weight.clone()
+    load_backbone(twenty, tmp_path / "five.safetensors")
+    assert twenty.model.head.weight.shape == (20, head.shape[1]) and torch.equal(twenty.model.head.weight, head)
+    body = {k: v for k, v in five.model.state_dict().items() if not k.startswith("head.")}
+    assert body and all(torch.equal(twenty.model.state_dict()[k], v) for k, v in body.items())

@@ -74,7 +74,8 @@ def load_backbone(algorithm: Algorithm, path: str | Path) -> None:
 
     For ``[model] init``: e.g. a metric method's trained embedding, or the backbone a pretraining
     phase left (``runs/NAME/pretrained.safetensors``). Every backbone weight must be in the file with
-    the same shape; only an output layer (``head.*``) may be missing, and it keeps its fresh values.
+    the same shape; only an output layer (``head.*``) may be missing or sized for another number of
+    ways (e.g. a 20-way run started from a 5-way one), and then it keeps its fresh values.
     """
     weights = load_checkpoint(path).weights
     found = {}
@@ -86,6 +87,7 @@ def load_backbone(algorithm: Algorithm, path: str | Path) -> None:
     if not found:
         raise ConfigError(f"[model] init = {str(path)!r}: the checkpoint has no backbone weights (model.*); use a checkpoint of an algorithm with a backbone")
     expected = target.state_dict()
+    found = {k: v for k, v in found.items() if not (k.startswith("head.") and k in expected and v.shape != expected[k].shape)}
     missing = sorted(k for k in expected if k not in found and not k.startswith("head."))
     unexpected = sorted(k for k in found if k not in expected)
     mismatched = sorted(k for k in found if k in expected and found[k].shape != expected[k].shape)
