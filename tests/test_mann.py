@@ -92,10 +92,11 @@ def test_each_head_writes_its_own_least_used_slot_and_only_the_least_used_is_cle
     assert new_memory[0].tolist() == [[1, 1], [1, 2], [1, 1], [1, 0], [1, 1]]  # slot 3 cleared then written by head 0
 
 
-@pytest.mark.parametrize("key_strength", [False, True])
-def test_module_step_follows_the_lrua_equations(key_strength):
+@pytest.mark.parametrize("key_strength, read_address", [(False, "after-write"), (True, "after-write"), (True, "before-write")])
+def test_module_step_follows_the_lrua_equations(key_strength, read_address):
     """A full step with a fixed key and gate (and read strength), against a plain per-slot transcription of the equations."""
-    mann = tiny_mann(read_heads=1, memory_slots=4, memory_width=2, controller_size=3, key_strength=key_strength)
+    mann = tiny_mann(read_heads=1, memory_slots=4, memory_width=2, controller_size=3, key_strength=key_strength,
+                     read_address=read_address)
     key_logits, gate_logit, strength_logit = torch.tensor([0.3, -0.8], dtype=torch.float64), 0.4, 1.7
     with torch.no_grad():
         mann.addressing.weight.zero_()
@@ -110,14 +111,19 @@ def test_module_step_follows_the_lrua_equations(key_strength):
         state, _ = mann.step(state, z, torch.zeros(1, 3, dtype=torch.float64))
         lu = min(range(4), key=lambda i: (usage[i], i))  # least used, ties by index
         write_w = [sigma.item() * read_w[i] + (1 - sigma.item()) * (i == lu) for i in range(4)]
+        previous = memory
+        memory = [row[:] for row in memory]
         memory[lu] = [0.0, 0.0]
         memory = [[memory[i][j] + write_w[i] * key[j].item() for j in range(2)] for i in range(4)]
-        cos = [sum(memory[i][j] * key[j].item() for j in range(2)) / (torch.tensor(memory[i]).norm() * key.norm()).item() for i in range(4)]
+        addressed = previous if read_address == "before-write" else memory
+        cos = [sum(addressed[i][j] * key[j].item() for j in range(2)) / (torch.tensor(addressed[i]).norm() * key.norm()).item() for i in range(4)]
         read_w = (beta * torch.tensor(cos, dtype=torch.float64)).softmax(0).tolist()
+        reads = [sum(read_w[i] * memory[i][j] for i in range(4)) for j in range(2)]
         usage = [0.95 * usage[i] + read_w[i] + write_w[i] for i in range(4)]
         assert torch.allclose(state.memory[0], torch.tensor(memory, dtype=torch.float64), atol=1e-12), t
         assert torch.allclose(state.read_weights[0, 0], torch.tensor(read_w, dtype=torch.float64), atol=1e-12), t
         assert torch.allclose(state.usage[0], torch.tensor(usage, dtype=torch.float64), atol=1e-12), t
+        assert torch.allclose(state.reads[0], torch.tensor(reads, dtype=torch.float64), atol=1e-12), t
 
 
 # -- the sequence protocol ------------------------------------------------------------------------
@@ -351,6 +357,7 @@ def test_initial_strength_sets_where_every_heads_read_strength_starts():
 
 
 @pytest.mark.parametrize("kwargs, match", [({"initial_strength": 5.0}, "needs key_strength"),
+                                           ({"read_address": "before"}, "unknown read_address"),
                                            ({"key_strength": True, "initial_strength": 1.0}, "above 1")])
 def test_initial_strength_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):

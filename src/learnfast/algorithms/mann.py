@@ -38,6 +38,7 @@ from .matching import cosine_similarity
 
 PAPER_INSTANCES = (1, 2, 3, 4, 5, 10)  # columns of the paper's per-instance accuracy table
 ORDERS = ("hash", "given")
+READ_ADDRESSES = ("after-write", "before-write")
 MEMORY_INIT = 1e-6  # as in the reference implementations: no slot is an exact zero vector at the start
 _MASK31 = (1 << 31) - 1
 _MASK20 = (1 << 20) - 1
@@ -128,13 +129,14 @@ def lrua_write(memory: Tensor, keys: Tensor, gates: Tensor, prev_read_weights: T
     return memory * keep.unsqueeze(-1) + write_weights.transpose(1, 2) @ keys, write_weights
 
 
-def lrua_read(memory: Tensor, keys: Tensor, strength: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Content read: ``w^r = softmax_i (beta * cos(k, M_i))``, ``r = w^r M``.
+def lrua_read(memory: Tensor, keys: Tensor, strength: Tensor | None = None, addressed: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Content read: ``w^r = softmax_i (beta * cos(k, A_i))``, ``r = w^r M``.
 
     ``(B, slots, width)``, ``(B, heads, width)`` and optional key strengths ``beta (B, heads, 1)``
-    (the paper: none, i.e. 1) -> weights ``(B, heads, slots)``, reads ``(B, heads, width)``.
+    (the paper: none, i.e. 1) -> weights ``(B, heads, slots)``, reads ``(B, heads, width)``. The keys
+    are compared with ``addressed`` (``(B, slots, width)``, default ``memory``: ``A = M``).
     """
-    similarity = cosine_similarity(keys, memory)
+    similarity = cosine_similarity(keys, memory if addressed is None else addressed)
     read_weights = (similarity if strength is None else strength * similarity).softmax(-1)
     return read_weights, read_weights @ memory
 
@@ -174,6 +176,11 @@ class MANN(Algorithm):
             read softmax, ``softmax(beta * cos)``, as the NTM's content addressing (Graves et al. 2014)
             does. The paper's LRUA has none (``False``): its reads are a softmax over cosines in
             [-1, 1], at most e^2 times sharper than uniform over all slots.
+        read_address: which memory the read keys are compared with. ``"after-write"``: ``M_t``, the
+            memory after this step's write, the paper's equations read literally; the slot just
+            written holds the key itself (cosine 1), so it wins every sharp read. ``"before-write"``:
+            ``M_{t-1}``, as public reference implementations do; the read vector is taken from
+            ``M_t`` either way.
         initial_strength: with ``key_strength``, the read strength every head starts at (the strength
             outputs' bias is set so that ``beta = initial_strength`` when the controller's output is
             zero); ``None`` keeps PyTorch's default bias (``beta`` about ``1 + log 2``).
@@ -207,6 +214,7 @@ class MANN(Algorithm):
         gamma: float = 0.95,
         key_strength: bool = False,
         initial_strength: float | None = None,
+        read_address: str = "after-write",
         order: str = "hash",
         in_shape: tuple[int, ...] | None = None,
     ) -> None:
@@ -221,11 +229,13 @@ class MANN(Algorithm):
             raise ValueError(f"gamma is the usage decay per step and must lie in [0, 1], got {gamma}")
         if order not in ORDERS:
             raise ValueError(f"unknown order {order!r}; choose one of {ORDERS}")
+        if read_address not in READ_ADDRESSES:
+            raise ValueError(f"unknown read_address {read_address!r}; choose one of {READ_ADDRESSES}")
         if initial_strength is not None and not key_strength:
             raise ValueError("initial_strength sets where the learned read strength starts; it needs key_strength=True")
         if initial_strength is not None and not initial_strength > 1.0:
             raise ValueError(f"initial_strength must be above 1 (beta = 1 + softplus(.) > 1), got {initial_strength}")
-        self.model, self.ways, self.gamma, self.order = model, ways, gamma, order
+        self.model, self.ways, self.gamma, self.order, self.read_address = model, ways, gamma, order, read_address
         self.slots, self.width, self.heads, self.key_strength = memory_slots, memory_width, read_heads, key_strength
         dim = math.prod(output_shape(model, in_shape))
         # controller input: [item embedding, previous label, previous reads] (reads feed the next state, p. 3)
@@ -252,7 +262,8 @@ class MANN(Algorithm):
         keys, gates = head[..., : self.width].tanh(), head[..., self.width : self.width + 1].sigmoid()  # (B, R, W), (B, R, 1)
         strength = 1 + F.softplus(head[..., self.width + 1 :]) if self.key_strength else None  # (B, R, 1)
         memory, write_weights = lrua_write(state.memory, keys, gates, state.read_weights, state.usage)
-        read_weights, reads = lrua_read(memory, keys, strength)  # read after the write, from M_t
+        addressed = state.memory if self.read_address == "before-write" else None  # M_{t-1} or M_t
+        read_weights, reads = lrua_read(memory, keys, strength, addressed)  # the read vector comes from M_t
         usage = usage_update(state.usage, read_weights, write_weights, self.gamma)
         reads = reads.flatten(1)  # (B, R*W)
         logits = self.output(torch.cat([hidden, reads], dim=-1))
