@@ -359,6 +359,6 @@ def test_initial_strength_sets_where_every_heads_read_strength_starts():
 @pytest.mark.parametrize("kwargs, match", [({"initial_strength": 5.0}, "needs key_strength"),
                                            ({"read_address": "before"}, "unknown read_address"),
                                            ({"key_strength": True, "initial_strength": 1.0}, "above 1")])
-def test_initial_strength_errors(kwargs, match):
+def test_read_strength_and_read_address_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         tiny_mann(**kwargs)
