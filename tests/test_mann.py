@@ -92,16 +92,20 @@ def test_each_head_writes_its_own_least_used_slot_and_only_the_least_used_is_cle
     assert new_memory[0].tolist() == [[1, 1], [1, 2], [1, 1], [1, 0], [1, 1]]  # slot 3 cleared then written by head 0
 
 
-@pytest.mark.parametrize("key_strength, read_address", [(False, "after-write"), (True, "after-write"), (True, "before-write")])
-def test_module_step_follows_the_lrua_equations(key_strength, read_address):
-    """A full step with a fixed key and gate (and read strength), against a plain per-slot transcription of the equations."""
+@pytest.mark.parametrize("key_strength, read_address, add_vector", [
+    (False, "after-write", False), (True, "after-write", False), (True, "before-write", False), (True, "before-write", True)])
+def test_module_step_follows_the_lrua_equations(key_strength, read_address, add_vector):
+    """A full step with a fixed key, gate (read strength, add vector), against a plain per-slot transcription of the equations."""
     mann = tiny_mann(read_heads=1, memory_slots=4, memory_width=2, controller_size=3, key_strength=key_strength,
-                     read_address=read_address)
+                     read_address=read_address, add_vector=add_vector)
     key_logits, gate_logit, strength_logit = torch.tensor([0.3, -0.8], dtype=torch.float64), 0.4, 1.7
+    add_logits = torch.tensor([-1.1, 0.6], dtype=torch.float64)
     with torch.no_grad():
         mann.addressing.weight.zero_()
-        mann.addressing.bias.copy_(torch.tensor([*key_logits.tolist(), gate_logit] + ([strength_logit] if key_strength else [])))
+        mann.addressing.bias.copy_(torch.tensor([*key_logits.tolist(), *(add_logits.tolist() if add_vector else []), gate_logit]
+                                                + ([strength_logit] if key_strength else [])))
     key, sigma = key_logits.tanh(), torch.sigmoid(torch.tensor(gate_logit, dtype=torch.float64))
+    written = add_logits.tanh() if add_vector else key
     beta = 1 + math.log1p(math.exp(strength_logit)) if key_strength else 1.0  # 1 + softplus
     state = mann.initial_state(1, torch.zeros(1, dtype=torch.float64))
     memory = [[MEMORY_INIT] * 2 for _ in range(4)]
@@ -114,7 +118,7 @@ def test_module_step_follows_the_lrua_equations(key_strength, read_address):
         previous = memory
         memory = [row[:] for row in memory]
         memory[lu] = [0.0, 0.0]
-        memory = [[memory[i][j] + write_w[i] * key[j].item() for j in range(2)] for i in range(4)]
+        memory = [[memory[i][j] + write_w[i] * written[j].item() for j in range(2)] for i in range(4)]
         addressed = previous if read_address == "before-write" else memory
         cos = [sum(addressed[i][j] * key[j].item() for j in range(2)) / (torch.tensor(addressed[i]).norm() * key.norm()).item() for i in range(4)]
         read_w = (beta * torch.tensor(cos, dtype=torch.float64)).softmax(0).tolist()
@@ -354,6 +358,9 @@ def test_initial_strength_sets_where_every_heads_read_strength_starts():
     torch.testing.assert_close(beta, torch.full_like(beta, 10.0))
     default = tiny_mann(read_heads=3, key_strength=True)  # the key and gate biases are left as initialised
     torch.testing.assert_close(mann.addressing.bias.view(3, -1)[:, :-1], default.addressing.bias.view(3, -1)[:, :-1])
+    with_add = tiny_mann(read_heads=3, key_strength=True, add_vector=True, initial_strength=10.0)  # strength stays last
+    head = with_add.addressing(torch.zeros(1, with_add.controller.hidden_size, dtype=torch.float64)).view(1, 3, -1)
+    torch.testing.assert_close(1 + torch.nn.functional.softplus(head[..., -1]), beta)
 
 
 @pytest.mark.parametrize("kwargs, match", [({"initial_strength": 5.0}, "needs key_strength"),
@@ -362,3 +369,18 @@ def test_initial_strength_sets_where_every_heads_read_strength_starts():
 def test_read_strength_and_read_address_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         tiny_mann(**kwargs)
+
+
+def test_add_vector_is_what_gets_written_and_receives_gradients():
+    """With ``add_vector`` the memory holds the add vectors, not the keys, and their outputs are trained."""
+    mann = tiny_mann(read_heads=2, memory_width=4, key_strength=True, add_vector=True)
+    width, per_head = 4, 2 * 4 + 2
+    mann.meta_loss(blobs()).loss.backward()
+    rows = mann.addressing.weight.grad.view(2, per_head, -1)[:, width : 2 * width]  # each head's add-vector outputs
+    assert rows.abs().sum(-1).gt(0).all()
+    with torch.no_grad():  # a key and an add vector that differ: the first written slot holds the add vector
+        mann.addressing.weight.zero_()
+        mann.addressing.bias.copy_(torch.tensor(([0.5] * width + [-0.7] * width + [-20.0, 0.0]) * 2, dtype=torch.float64))
+        state, _ = mann.step(mann.initial_state(1, torch.zeros(1, dtype=torch.float64)), torch.zeros(1, 5, dtype=torch.float64),
+                             torch.zeros(1, 3, dtype=torch.float64))
+    torch.testing.assert_close(state.memory[0, 0], torch.full((width,), math.tanh(-0.7), dtype=torch.float64), atol=1e-6, rtol=0)

@@ -109,12 +109,14 @@ def least_used(usage: Tensor, count: int) -> Tensor:
 def lrua_write(memory: Tensor, keys: Tensor, gates: Tensor, prev_read_weights: Tensor, prev_usage: Tensor) -> tuple[Tensor, Tensor]:
     """One LRUA write: ``w^w = sigma * w^r_{t-1} + (1 - sigma) * w^lu_{t-1}``, then ``M += w^w^T k``.
 
+    ``k`` is each head's key (the paper) or its separate add vector (``MANN(add_vector=True)``).
+
     Head r's least-used weighting is one-hot at the r-th least-used slot (the paper uses as many
     least-used slots as reads). The single least-used slot is set to zero before the write.
 
     Args:
         memory: ``(B, slots, width)`` before the step.
-        keys: ``(B, heads, width)`` written (and later read) by each head.
+        keys: ``(B, heads, width)`` written by each head.
         gates: ``(B, heads, 1)`` sigmoid gates sigma in (0, 1).
         prev_read_weights: ``(B, heads, slots)``.
         prev_usage: ``(B, slots)``.
@@ -176,6 +178,10 @@ class MANN(Algorithm):
             read softmax, ``softmax(beta * cos)``, as the NTM's content addressing (Graves et al. 2014)
             does. The paper's LRUA has none (``False``): its reads are a softmax over cosines in
             [-1, 1], at most e^2 times sharper than uniform over all slots.
+        add_vector: each head also emits an add vector ``a = tanh(.)`` that is written in place of its
+            key, as the NTM's write head (Graves et al. 2014) and the "separate" option of public MANN
+            implementations. The paper (``False``) writes the read key itself: the key of step t must
+            both find items like x_t (read) and store what binds x_{t-1} to its label (write).
         read_address: which memory the read keys are compared with. ``"after-write"``: ``M_t``, the
             memory after this step's write, the paper's equations read literally; the slot just
             written holds the key itself (cosine 1), so it wins every sharp read. ``"before-write"``:
@@ -213,6 +219,7 @@ class MANN(Algorithm):
         read_heads: int = 4,
         gamma: float = 0.95,
         key_strength: bool = False,
+        add_vector: bool = False,
         initial_strength: float | None = None,
         read_address: str = "after-write",
         order: str = "hash",
@@ -237,10 +244,12 @@ class MANN(Algorithm):
             raise ValueError(f"initial_strength must be above 1 (beta = 1 + softplus(.) > 1), got {initial_strength}")
         self.model, self.ways, self.gamma, self.order, self.read_address = model, ways, gamma, order, read_address
         self.slots, self.width, self.heads, self.key_strength = memory_slots, memory_width, read_heads, key_strength
+        self.add_vector = add_vector
         dim = math.prod(output_shape(model, in_shape))
         # controller input: [item embedding, previous label, previous reads] (reads feed the next state, p. 3)
         self.controller = like_model(nn.LSTMCell(dim + ways + read_heads * memory_width, controller_size), model)
-        per_head = memory_width + (2 if key_strength else 1)  # key, gate and (optionally) strength per head
+        # per head: key, (optionally) add vector, gate, (optionally) strength
+        per_head = memory_width * (2 if add_vector else 1) + (2 if key_strength else 1)
         self.addressing = like_model(nn.Linear(controller_size, read_heads * per_head), model)
         if initial_strength is not None:  # softplus(b) = initial_strength - 1 for the strength outputs
             with torch.no_grad():
@@ -259,9 +268,12 @@ class MANN(Algorithm):
         b = item_z.shape[0]
         hidden, cell = self.controller(torch.cat([item_z, prev_label, state.reads], dim=-1), (state.hidden, state.cell))
         head = self.addressing(hidden).view(b, self.heads, -1)
-        keys, gates = head[..., : self.width].tanh(), head[..., self.width : self.width + 1].sigmoid()  # (B, R, W), (B, R, 1)
-        strength = 1 + F.softplus(head[..., self.width + 1 :]) if self.key_strength else None  # (B, R, 1)
-        memory, write_weights = lrua_write(state.memory, keys, gates, state.read_weights, state.usage)
+        keys = head[..., : self.width].tanh()  # (B, R, W)
+        written = head[..., self.width : 2 * self.width].tanh() if self.add_vector else keys  # (B, R, W)
+        rest = head[..., (2 if self.add_vector else 1) * self.width :]
+        gates = rest[..., :1].sigmoid()  # (B, R, 1)
+        strength = 1 + F.softplus(rest[..., 1:]) if self.key_strength else None  # (B, R, 1)
+        memory, write_weights = lrua_write(state.memory, written, gates, state.read_weights, state.usage)
         addressed = state.memory if self.read_address == "before-write" else None  # M_{t-1} or M_t
         read_weights, reads = lrua_read(memory, keys, strength, addressed)  # the read vector comes from M_t
         usage = usage_update(state.usage, read_weights, write_weights, self.gamma)
