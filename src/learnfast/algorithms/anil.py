@@ -12,13 +12,10 @@ inner loop's cost.
 """
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import nn
 
 from .._types import Params
-from ..batchnorm import per_step_norms, step_sets
-from ..inner import inner_loop, sgd
-from ..tasks import Task
-from .base import Algorithm, inner_steps_pair, submodule_params
+from .maml import MAML
 
 
 def owns(module_name: str, param_name: str) -> bool:
@@ -31,7 +28,7 @@ def modules_with_parameters(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if any(p.requires_grad for p in m.parameters(recurse=False))]
 
 
-class ANIL(Algorithm):
+class ANIL(MAML):
     """MAML where only the output layer adapts in the inner loop.
 
     Args:
@@ -84,13 +81,8 @@ class ANIL(Algorithm):
         cg_damping: float = 0.0,
         bn: str = "transductive",
     ) -> None:
-        super().__init__(loss=loss, strategy=strategy)
-        self.model = model
-        self.inner_lr = inner_lr
-        self.inner_steps, self.eval_inner_steps = inner_steps_pair(inner_steps, eval_inner_steps)
-        self.inner = inner_loop(memory, first_order, bn, strategy, implicit_lambda, cg_steps, cg_damping)
-        self.first_order = self.inner.memory == "first-order"
-        self.step_norms = per_step_norms(model, bn, self.inner_steps)
+        super().__init__(model, inner_lr, inner_steps, eval_inner_steps, first_order, loss, strategy, memory,
+                         implicit_lambda, cg_steps, cg_damping, bn)
         holders = modules_with_parameters(model)
         if not holders:
             raise ValueError(f"{type(model).__name__} has no trainable parameters; ANIL needs a head to adapt")
@@ -103,10 +95,5 @@ class ANIL(Algorithm):
                 f"pass one of {holders} (the output layer), or leave head unset to use the last one"
             )
 
-    def task_predict(self, meta_params: Params, task: Task, inner_steps: int) -> Tensor:
-        params = submodule_params(meta_params)
-        return self.inner.predict(
-            self.model, params, task, self.loss_fn, inner_steps, sgd(self.inner_lr),
-            adapt_keys=[k for k in self.head_keys if k in params],  # a head frozen after construction does not adapt
-            step_params=step_sets(self.step_norms, meta_params),
-        )
+    def adapted_keys(self, params: Params) -> list[str]:
+        return [k for k in self.head_keys if k in params]  # a head frozen after construction does not adapt

@@ -76,8 +76,13 @@ class MAML(Algorithm):
         self.first_order = self.inner.memory == "first-order"
         self.step_norms = per_step_norms(model, bn, self.inner_steps)
 
+    def adapted_keys(self, params: Params) -> list[str] | None:
+        """Which of ``model``'s parameters the inner loop adapts; ``None``: every one (MAML)."""
+        return None
+
     def task_predict(self, meta_params: Params, task: Task, inner_steps: int) -> Tensor:
+        params = submodule_params(meta_params)
         return self.inner.predict(
-            self.model, submodule_params(meta_params), task, self.loss_fn, inner_steps, sgd(self.inner_lr),
-            step_params=step_sets(self.step_norms, meta_params),
+            self.model, params, task, self.loss_fn, inner_steps, sgd(self.inner_lr),
+            adapt_keys=self.adapted_keys(params), step_params=step_sets(self.step_norms, meta_params),
         )
