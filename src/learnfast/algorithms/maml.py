@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .._types import Params
 from ..batchnorm import per_step_norms, step_sets
-from ..inner import inner_loop, sgd
+from ..inner import InnerOptimizer, inner_loop, sgd
 from ..tasks import Task
 from .base import Algorithm, inner_steps_pair, submodule_params
 
@@ -80,9 +80,13 @@ class MAML(Algorithm):
         """Which of ``model``'s parameters the inner loop adapts; ``None``: every one (MAML)."""
         return None
 
+    def inner_update(self, meta_params: Params) -> InnerOptimizer:
+        """The inner loop's update rule: SGD at ``inner_lr`` (Meta-SGD: at its learned rates)."""
+        return sgd(self.inner_lr)
+
     def task_predict(self, meta_params: Params, task: Task, inner_steps: int) -> Tensor:
         params = submodule_params(meta_params)
         return self.inner.predict(
-            self.model, params, task, self.loss_fn, inner_steps, sgd(self.inner_lr),
+            self.model, params, task, self.loss_fn, inner_steps, self.inner_update(meta_params),
             adapt_keys=self.adapted_keys(params), step_params=step_sets(self.step_norms, meta_params),
         )

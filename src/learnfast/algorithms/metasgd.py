@@ -10,14 +10,14 @@ initialisation by the same outer gradient, and one inner step is usually enough.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from .._types import Params
-from ..batchnorm import norm_keys, per_step_norms, step_sets
+from ..batchnorm import norm_keys
 from ..functional import Mirror
-from ..inner import inner_loop, sgd
-from ..tasks import Task
-from .base import Algorithm, inner_steps_pair, submodule_params
+from ..inner import InnerOptimizer, sgd
+from .base import submodule_params
+from .maml import MAML
 
 RATES = "inner_lrs."
 
@@ -34,7 +34,7 @@ class LearnedRates(Mirror):
         super().__init__({name: torch.full_like(p, init) for name, p in model.named_parameters() if p.requires_grad and name not in exclude})
 
 
-class MetaSGD(Algorithm):
+class MetaSGD(MAML):
     """Meta-SGD over any backbone whose output layer has ``ways`` units (or the regression width).
 
     Meta-parameters: the model's (``model.*``) and the rates (``inner_lrs.*``, same shapes), both
@@ -77,22 +77,13 @@ class MetaSGD(Algorithm):
         memory: str = "second-order",
         bn: str = "transductive",
     ) -> None:
-        super().__init__(loss=loss, strategy=strategy)
         if memory == "implicit":
             raise ValueError("Meta-SGD cannot use memory='implicit': the proximal inner solution does not depend on the "
                              "learned rates, so they would get no gradient; use memory='second-order' or 'checkpoint', "
                              "or MAML / ANIL with memory='implicit'")
-        self.model = model
+        super().__init__(model, inner_lr, inner_steps, eval_inner_steps, first_order, loss, strategy, memory, bn=bn)
         self.inner_lrs = LearnedRates(model, inner_lr, exclude=norm_keys(model) if bn == "per-step" else ())
-        self.inner_steps, self.eval_inner_steps = inner_steps_pair(inner_steps, eval_inner_steps)
-        self.inner = inner_loop(memory, first_order, bn, strategy)
-        self.first_order = self.inner.memory == "first-order"
-        self.step_norms = per_step_norms(model, bn, self.inner_steps)
 
-    def task_predict(self, meta_params: Params, task: Task, inner_steps: int) -> Tensor:
-        params = submodule_params(meta_params)
+    def inner_update(self, meta_params: Params) -> InnerOptimizer:
         # rates frozen with requires_grad_(False) are not meta-parameters: use the module's own
-        rates = {**self.inner_lrs.as_dict(), **submodule_params(meta_params, RATES)}
-        return self.inner.predict(
-            self.model, params, task, self.loss_fn, inner_steps, sgd(rates), step_params=step_sets(self.step_norms, meta_params),
-        )
+        return sgd({**self.inner_lrs.as_dict(), **submodule_params(meta_params, RATES)})
