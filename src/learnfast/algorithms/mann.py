@@ -106,17 +106,17 @@ def least_used(usage: Tensor, count: int) -> Tensor:
     return usage.argsort(dim=-1, stable=True)[:, :count]
 
 
-def lrua_write(memory: Tensor, keys: Tensor, gates: Tensor, prev_read_weights: Tensor, prev_usage: Tensor) -> tuple[Tensor, Tensor]:
+def lrua_write(memory: Tensor, written: Tensor, gates: Tensor, prev_read_weights: Tensor, prev_usage: Tensor) -> tuple[Tensor, Tensor]:
     """One LRUA write: ``w^w = sigma * w^r_{t-1} + (1 - sigma) * w^lu_{t-1}``, then ``M += w^w^T k``.
 
-    ``k`` is each head's key (the paper) or its separate add vector (``MANN(add_vector=True)``).
+    ``k`` (``written``) is each head's key (the paper) or its separate add vector (``MANN(add_vector=True)``).
 
     Head r's least-used weighting is one-hot at the r-th least-used slot (the paper uses as many
     least-used slots as reads). The single least-used slot is set to zero before the write.
 
     Args:
         memory: ``(B, slots, width)`` before the step.
-        keys: ``(B, heads, width)`` written by each head.
+        written: ``(B, heads, width)`` written by each head.
         gates: ``(B, heads, 1)`` sigmoid gates sigma in (0, 1).
         prev_read_weights: ``(B, heads, slots)``.
         prev_usage: ``(B, slots)``.
@@ -124,11 +124,11 @@ def lrua_write(memory: Tensor, keys: Tensor, gates: Tensor, prev_read_weights: T
     Returns: the new memory ``(B, slots, width)`` and the write weights ``(B, heads, slots)``.
     """
     slots = memory.shape[1]
-    lru = least_used(prev_usage, keys.shape[1])  # (B, heads)
+    lru = least_used(prev_usage, written.shape[1])  # (B, heads)
     least_used_weights = F.one_hot(lru, slots).to(memory.dtype)  # (B, heads, slots)
     write_weights = gates * prev_read_weights + (1 - gates) * least_used_weights
     keep = 1 - F.one_hot(lru[:, 0], slots).to(memory.dtype)  # (B, slots): clear the least-used slot
-    return memory * keep.unsqueeze(-1) + write_weights.transpose(1, 2) @ keys, write_weights
+    return memory * keep.unsqueeze(-1) + write_weights.transpose(1, 2) @ written, write_weights
 
 
 def lrua_read(memory: Tensor, keys: Tensor, strength: Tensor | None = None, addressed: Tensor | None = None) -> tuple[Tensor, Tensor]:
