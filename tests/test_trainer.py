@@ -105,8 +105,16 @@ def test_resume_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no .*last.safetensors to resume from"):
         Trainer(sinusoid_cfg(), tmp_path, progress=False).fit(resume=True)
     Trainer(sinusoid_cfg(iterations=4), tmp_path, progress=False).fit()
-    with pytest.raises(ValueError, match="different config"):
-        Trainer(sinusoid_cfg(iterations=4, lr=0.5), tmp_path, progress=False).fit(resume=True)
+    with pytest.raises(ValueError, match=r"different config \(train\.meta_batch changed\)"):
+        Trainer(sinusoid_cfg(iterations=4, meta_batch=2), tmp_path, progress=False).fit(resume=True)
+
+
+def test_resume_may_change_the_outer_schedule(tmp_path):
+    """Extending a run with a new learning-rate schedule: it applies from the resumed iteration on."""
+    Trainer(sinusoid_cfg(iterations=4, lr=1e-2), tmp_path, progress=False).fit()
+    Trainer(sinusoid_cfg(iterations=8, lr=1e-3, lr_halve_every=6), tmp_path, progress=False).fit(resume=True)
+    lrs = {r["iteration"]: r["lr"] for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "lr" in r}
+    assert (lrs[4], lrs[6], lrs[8]) == (1e-2, 1e-3, 5e-4)
 
 
 def test_non_finite_loss_fails_fast_and_keeps_last_checkpoint(tmp_path):

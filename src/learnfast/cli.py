@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         train.add_argument("--" + flag.replace("_", "-"), dest=flag, type=typ, help=FLAG_HELP.get(flag, f"{section}.{key}"))
     train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override any config value, e.g. algorithm.inner_lr=0.4")
     train.add_argument("--out", help="run folder (default runs/CONFIG_NAME)")
-    train.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors (same config; --iterations and the [train] lr schedule may change)")
     train.add_argument("--test-episodes", type=int, default=0, help="after training, evaluate the best checkpoint on this many test episodes")
     train.add_argument("--data-root", help="folder holding omniglot/ (default $LEARNFAST_DATA)")
     train.add_argument("--threads", type=int, help="torch CPU threads")

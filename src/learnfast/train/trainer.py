@@ -11,7 +11,10 @@ Writes to ``out_dir``: ``last.safetensors`` (everything needed to resume, in eit
 best validation score), ``pretrained.safetensors`` (the algorithm as pretraining left it),
 ``metrics.jsonl`` (one JSON object per logged iteration; pretraining's carry ``"phase":
 "pretrain"``). ``resume=True`` continues from ``last.safetensors`` in whichever phase it was
-written and gives the same final weights as an uninterrupted run.
+written and gives the same final weights as an uninterrupted run. Only the outer schedule
+(``RESCHEDULABLE``: the number of iterations and the learning-rate schedule) may differ from the
+config the run was started with; it applies from the resumed iteration on (``metrics.jsonl`` logs
+the ``lr`` of every iteration).
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ VAL_SEED = 12345  # validation episodes are fixed, and distinct from the default
 PRETRAIN_SEED = 7919  # offset of the pretraining phase's seed from train.seed: its own batch stream
 PRETRAIN, META = "pretrain", "meta"
 HEAD = "pretrain_head."  # prefix of the pretraining classifier's weights in a pretrain-phase checkpoint
+RESCHEDULABLE = ("iterations", "lr", "lr_halve_every", "lr_anneal")  # [train] keys a --resume may change
 
 Callback = Callable[[int, dict[str, Any]], None]
 
@@ -134,9 +138,14 @@ class Trainer:
         ckpt = load_checkpoint(path)
         # normalised through RunConfig so that keys added since the run started take their defaults
         saved, current = RunConfig.from_dict(ckpt.meta["config"]).to_dict(), self.cfg.to_dict()
-        saved["train"].pop("iterations"), current["train"].pop("iterations")  # a run may be extended
+        for key in RESCHEDULABLE:  # a run may be extended, and its outer schedule changed from here on
+            saved["train"].pop(key), current["train"].pop(key)
         if saved != current:
-            raise ValueError(f"--resume: {path} was written by a different config; resume with the same config or use a new --out folder")
+            changed = _changed_keys(saved, current)
+            raise ValueError(
+                f"--resume: {path} was written by a different config ({', '.join(changed)} changed); resume with "
+                f"the same config (only train.{', train.'.join(RESCHEDULABLE)} may change) or use a new --out folder"
+            )
         self.phase, weights = ckpt.meta.get("phase", META), ckpt.weights
         if self.phase == PRETRAIN:
             p = self.pretraining
@@ -254,3 +263,15 @@ class Trainer:
             record = self._run_phase(log, self.cfg.train.iterations, self.cfg.train.val_every) or record
         sign = 1.0 if self.metric == "accuracy" else -1.0
         return {**record, "best_score": sign * self.best, "train_seconds": self.train_seconds}
+
+
+def _changed_keys(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted names of the config entries that differ between two ``RunConfig.to_dict()``s."""
+    changed = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += _changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changed.append(prefix + key)
+    return changed
