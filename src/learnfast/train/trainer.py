@@ -140,8 +140,8 @@ class Trainer:
         saved, current = RunConfig.from_dict(ckpt.meta["config"]).to_dict(), self.cfg.to_dict()
         for key in RESCHEDULABLE:  # a run may be extended, and its outer schedule changed from here on
             saved["train"].pop(key), current["train"].pop(key)
-        if saved != current:
-            changed = _changed_keys(saved, current)
+        changed = _changed_keys(saved, current)
+        if changed:
             raise ValueError(
                 f"--resume: {path} was written by a different config ({', '.join(changed)} changed); resume with "
                 f"the same config (only train.{', train.'.join(RESCHEDULABLE)} may change) or use a new --out folder"
