@@ -85,6 +85,19 @@ def test_eval_overrides_and_seed(trained_run, capsys):
     assert a["shots"] == 3 and a["seed"] == 5 and a["mean"] == b["mean"]
 
 
+def test_eval_on_validation_classes_reproduces_training_validation(trained_run, capsys):
+    from learnfast.train.checkpoint import load_checkpoint
+
+    ckpt = trained_run / "best.safetensors"
+    assert main(["eval", str(ckpt), "--json", "--part", "val", "--episodes", "3"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["part"] == "val" and report["episodes"] == 3
+    assert report["mean"] == pytest.approx(load_checkpoint(ckpt).meta["val_score"], rel=1e-6)
+    assert main(["eval", str(ckpt), "--json", "--episodes", "3"]) == 0
+    test_report = json.loads(capsys.readouterr().out)
+    assert test_report["part"] == "test" and test_report["mean"] != report["mean"]
+
+
 def test_eval_text(trained_run, capsys):
     assert main(["eval", str(trained_run / "best.safetensors"), "--episodes", "4"]) == 0
     assert "mse" in capsys.readouterr().out

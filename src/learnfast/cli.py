@@ -108,15 +108,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     algorithm.load_state_dict(ckpt.weights)
     e = cfg.eval
     episodes = args.episodes or e.episodes
-    seed = e.seed if args.seed is None else args.seed
+    if args.part == "val":  # by default the very episodes (and more) that training validated on
+        from .train.trainer import VAL_SEED
+
+        default_seed = VAL_SEED
+    else:
+        default_seed = e.seed
+    seed = default_seed if args.seed is None else args.seed
     metric = metric_name(cfg)
-    source = build_source(cfg, "test", e.ways, e.shots, e.queries, args.data_root)
+    source = build_source(cfg, args.part, e.ways, e.shots, e.queries, args.data_root)
     result = evaluate(algorithm, source, metric, episodes, seed=seed, inner_steps=args.inner_steps, progress=not args.json)
     report = {
         "algorithm": cfg.algorithm["name"], "dataset": cfg.data.dataset,
         "split": cfg.data.split if cfg.data.dataset == "omniglot" else None,
         "ways": e.ways if metric == "accuracy" else None, "shots": e.shots, "queries": e.queries,
-        "episodes": result.episodes, "seed": seed, "metric": metric, "mean": result.mean, "ci95": result.ci95,
+        "part": args.part, "episodes": result.episodes, "seed": seed, "metric": metric, "mean": result.mean, "ci95": result.ci95,
         "inner_steps": args.inner_steps, "checkpoint": str(args.checkpoint),
         "iteration": ckpt.meta.get("iteration"), "train_seconds": ckpt.meta.get("train_seconds"),
     }
@@ -147,7 +153,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"warning: the {metric} is not finite: adaptation diverged on some episode (try fewer --inner-steps)", file=sys.stderr)
     # strict JSON: a diverged (inf/nan) figure is reported as null
     report = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in report.items()}
-    print(json.dumps(report) if args.json else f"{cfg.name}: {result}")
+    where = " (validation classes)" if args.part == "val" else ""
+    print(json.dumps(report) if args.json else f"{cfg.name}{where}: {result}")
     return 0
 
 
@@ -220,7 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate a checkpoint on fixed, seeded test episodes (mean ± 95%% CI)")
     ev.add_argument("checkpoint", help="a .safetensors checkpoint (runs/NAME/best.safetensors, zoo/...)")
     ev.add_argument("--episodes", type=int, help="number of test episodes (default: the config's, 600 or 1000)")
-    ev.add_argument("--seed", type=int, help="seed of the fixed episode set (default: the config's, 0)")
+    ev.add_argument("--seed", type=int, help="seed of the fixed episode set (default: the config's, 0; with --part val, "
+                    "the seed of training's validation episodes)")
+    ev.add_argument("--part", choices=("test", "val"), default="test",
+                    help="which classes to draw episodes from: test (default), or val to choose among checkpoints "
+                    "without touching the test classes")
     ev.add_argument("--ways", type=int, help="override eval ways")
     ev.add_argument("--shots", type=int, help="override eval shots")
     ev.add_argument("--queries", type=int, help="override eval queries per class")
