@@ -98,6 +98,11 @@ def test_eval_on_validation_classes_reproduces_training_validation(trained_run, 
     assert test_report["part"] == "test" and test_report["mean"] != report["mean"]
 
 
+def test_eval_on_validation_classes_refuses_test_only_extras(trained_run, capsys):
+    assert main(["eval", str(trained_run / "best.safetensors"), "--part", "val", "--lake-runs"]) == 2
+    assert "--lake-runs" in capsys.readouterr().err
+
+
 def test_eval_text(trained_run, capsys):
     assert main(["eval", str(trained_run / "best.safetensors"), "--episodes", "4"]) == 0
     assert "mse" in capsys.readouterr().out

@@ -96,6 +96,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .train.checkpoint import load_checkpoint
     from .train.evaluate import evaluate
 
+    if args.part == "val" and (args.lake_runs or args.alphabet_distances):
+        raise ConfigError("--lake-runs and --alphabet-distances score test alphabets; run them without --part val")
     _setup_process(args)
     ckpt = load_checkpoint(args.checkpoint)
     cfg = RunConfig.from_dict(ckpt.meta["config"], source=str(args.checkpoint))
