@@ -95,6 +95,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .train.build import build_algorithm, build_source, metric_name
     from .train.checkpoint import load_checkpoint
     from .train.evaluate import evaluate
+    from .train.trainer import VAL_SEED
 
     if args.part == "val" and (args.lake_runs or args.alphabet_distances):
         raise ConfigError("--lake-runs and --alphabet-distances score test alphabets; run them without --part val")
@@ -110,12 +111,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     algorithm.load_state_dict(ckpt.weights)
     e = cfg.eval
     episodes = args.episodes or e.episodes
-    if args.part == "val":  # by default the very episodes (and more) that training validated on
-        from .train.trainer import VAL_SEED
-
-        default_seed = VAL_SEED
-    else:
-        default_seed = e.seed
+    default_seed = VAL_SEED if args.part == "val" else e.seed  # val: the episodes (and more) training validated on
     seed = default_seed if args.seed is None else args.seed
     metric = metric_name(cfg)
     source = build_source(cfg, args.part, e.ways, e.shots, e.queries, args.data_root)
@@ -228,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint on fixed, seeded test episodes (mean ± 95%% CI)")
     ev.add_argument("checkpoint", help="a .safetensors checkpoint (runs/NAME/best.safetensors, zoo/...)")
-    ev.add_argument("--episodes", type=int, help="number of test episodes (default: the config's, 600 or 1000)")
+    ev.add_argument("--episodes", type=int, help="number of episodes (default: the config's, 600 or 1000)")
     ev.add_argument("--seed", type=int, help="seed of the fixed episode set (default: the config's, 0; with --part val, "
                     "the seed of training's validation episodes)")
     ev.add_argument("--part", choices=("test", "val"), default="test",
