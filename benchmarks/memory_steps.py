@@ -75,8 +75,8 @@ def setup(memory: str, steps: int, args: argparse.Namespace):
     def make(inner_steps: int):
         torch.manual_seed(0)
         model = lf.Conv4(out_features=ways, strided=args.backbone == "conv4-strided")
-        return lf.MAML(model, inner_lr=0.4, inner_steps=inner_steps, memory=memory,
-                       implicit_lambda=args.implicit_lambda, cg_steps=args.cg_steps)
+        implicit = {"implicit_lambda": args.implicit_lambda, "cg_steps": args.cg_steps} if memory == "implicit" else {}
+        return lf.MAML(model, inner_lr=0.4, inner_steps=inner_steps, memory=memory, **implicit)
 
     make(1).meta_loss(lf.Task(*(field[:1] for field in batch))).loss.backward()  # warm-up: one task, one step
     return make(steps), batch

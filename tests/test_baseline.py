@@ -157,3 +157,15 @@ def test_errors():
         Baseline(mlp_features(), bn="per-step")
     with pytest.raises(ValueError, match="memory='checkpoint' needs strategy='loop'"):
         Baseline(mlp_features(), memory="checkpoint", strategy="vmap")
+
+
+@pytest.mark.parametrize("strategy", ["threads", "auto"])
+def test_strategies_it_does_not_run_are_refused(strategy):
+    with pytest.raises(ValueError, match=rf"Baseline cannot run strategy='{strategy}'.*\('loop', 'vmap'\)"):
+        Baseline(mlp_features(), strategy=strategy)
+
+
+def test_scale_is_refused_by_the_linear_classifier():
+    with pytest.raises(ValueError, match=r"scale=3.0 sets the cosine classifiers' initial scale.*classifier='cosine'"):
+        Baseline(mlp_features(), classifier="linear", scale=3.0)
+    assert Baseline(mlp_features(), classifier="cosine").scale.item() == 10.0  # the default when not given

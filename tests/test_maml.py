@@ -146,6 +146,37 @@ def test_constructor_errors():
         lf.MAML(model, loss="hinge")
 
 
+@pytest.mark.parametrize("cls", [lf.MAML, lf.ANIL, lf.MetaSGD])
+def test_first_order_with_an_explicit_second_order_memory_is_refused(cls):
+    with pytest.raises(ValueError, match="first_order=True contradicts memory='second-order'"):
+        cls(tiny_classifier(), first_order=True, memory="second-order")
+    assert cls(tiny_classifier(), first_order=True).inner.memory == "first-order"
+    assert cls(tiny_classifier(), first_order=True, memory="first-order").inner.memory == "first-order"
+    assert cls(tiny_classifier()).inner.memory == "second-order"
+
+
+@pytest.mark.parametrize("cls", [lf.MAML, lf.ANIL])
+@pytest.mark.parametrize("option", [{"implicit_lambda": 2.0}, {"cg_steps": 3}, {"cg_damping": 0.1}])
+@pytest.mark.parametrize("memory", [{}, {"memory": "second-order"}, {"memory": "first-order"}, {"memory": "checkpoint"}, {"first_order": True}])
+def test_implicit_settings_without_implicit_memory_are_refused(cls, option, memory):
+    """iMAML's solver settings would be ignored by any other memory option."""
+    (name,) = option
+    with pytest.raises(ValueError, match=rf"{name} is a setting of iMAML's implicit solve.*use memory='implicit'"):
+        cls(tiny_classifier(), **memory, **option)
+
+
+def test_every_ignored_implicit_setting_is_named():
+    with pytest.raises(ValueError, match="implicit_lambda and cg_steps are settings of iMAML's implicit solve, which memory='first-order'"):
+        lf.MAML(tiny_classifier(), first_order=True, implicit_lambda=2.0, cg_steps=3)
+
+
+def test_implicit_settings_reach_the_implicit_solve():
+    maml = lf.MAML(tiny_classifier(), memory="implicit", implicit_lambda=2.0, cg_steps=3, cg_damping=0.1)
+    assert (maml.inner.implicit.lam, maml.inner.implicit.cg_steps, maml.inner.implicit.damping) == (2.0, 3, 0.1)
+    default = lf.MAML(tiny_classifier(), memory="implicit").inner.implicit
+    assert (default.lam, default.cg_steps, default.damping) == (1.0, 5, 0.0)
+
+
 def test_single_task_needs_batch_dimension():
     maml = lf.MAML(tiny_classifier())
     task = lf.task_at(batch(), 0)

@@ -302,6 +302,32 @@ def test_instance_accuracy_errors():
     assert PAPER_INSTANCES == (1, 2, 3, 4, 5, 10)
 
 
+def blob_sampler(shots):
+    """An EpisodeSampler (it has ``.spec``) over 5 Gaussian classes of 8 items each."""
+    g = torch.Generator().manual_seed(0)
+    centres = 2.0 * torch.randn(5, 1, DIM, generator=g, dtype=torch.float64)
+    inputs = (centres + 0.3 * torch.randn(5, 8, DIM, generator=g, dtype=torch.float64)).flatten(0, 1)
+    return lf.EpisodeSampler(inputs, torch.arange(5).repeat_interleave(8), lf.EpisodeSpec(ways=3, shots=shots, queries=1))
+
+
+@pytest.mark.parametrize("shots,instances", [(4, (1, 2, 3, 4)), (7, (1, 2, 3, 4, 5))])
+def test_extra_report_is_the_per_instance_table_of_the_instances_that_fit(shots, instances):
+    mann, source = tiny_mann(), blob_sampler(shots)
+    report = mann.extra_report(source, episodes=5, seed=2)
+    table = instance_accuracy(mann, source, episodes=5, seed=2, instances=instances)
+    assert report == {"instance_accuracy": {str(k): v for k, v in table.items()}}
+    assert list(report["instance_accuracy"]) == [str(k) for k in instances]
+
+
+def test_extra_report_needs_a_source_with_a_spec():
+    with pytest.raises(TypeError, match=r"\.spec\.shots"):
+        tiny_mann().extra_report(BlobSource(3, 4, 1), episodes=2, seed=0)
+
+
+def test_other_algorithms_report_nothing_extra():
+    assert lf.ProtoNet(lf.MLP(in_features=DIM, hidden=(8,), out_features=4)).extra_report(blob_sampler(2), episodes=3, seed=0) == {}
+
+
 def test_learns_to_bind_items_to_labels_shown_one_step_later():
     """The loss goes down, after a plateau: the binding of an item to the label shown one step later must be
     discovered first (about 100-200 Adam steps here, 2-way 1-shot; the contract's 30 steps are too few)."""

@@ -7,7 +7,8 @@ from torch import nn
 
 import learnfast as lf
 from learnfast.algorithms import ALGORITHMS, MatchingNet
-from learnfast.algorithms.matching import FullContextEmbedding, class_log_probs, cosine_similarity
+from learnfast.algorithms.matching import FullContextEmbedding, class_log_probs
+from learnfast.functional import cosine_similarity
 from learnfast.train.build import build_algorithm
 from learnfast.train.config import load_config
 from conftest import assert_no_leak_between_tasks, blob_tasks, image_tasks
@@ -81,7 +82,7 @@ def test_meta_loss_is_negative_log_likelihood():
 @pytest.mark.parametrize("fce", [False, True])
 def test_fce_on_and_off_run_and_are_differentiable(fce):
     torch.manual_seed(0)
-    matching = MatchingNet(lf.MLP(in_features=6, hidden=(8,), out_features=5), fce=fce, fce_steps=2)
+    matching = MatchingNet(lf.MLP(in_features=6, hidden=(8,), out_features=5), fce=fce, **({"fce_steps": 2} if fce else {}))
     assert (matching.context is not None) == fce
     tasks = blob_tasks(3, torch.Generator().manual_seed(4), ways=3, shots=2, queries=2, dim=6)
     out = matching.meta_loss(tasks)
@@ -116,7 +117,8 @@ def test_fce_follows_the_papers_equations():
 
 def bn_matching(fce):
     torch.manual_seed(0)
-    return MatchingNet(lf.Conv4(hidden=4, strided=True).double(), scale=2.0, fce=fce, fce_steps=2, in_shape=(1, 16, 16))
+    fce_options = {"fce_steps": 2, "in_shape": (1, 16, 16)} if fce else {}
+    return MatchingNet(lf.Conv4(hidden=4, strided=True).double(), scale=2.0, fce=fce, **fce_options)
 
 
 @pytest.mark.parametrize("fce", [False, True])
@@ -168,6 +170,9 @@ def test_error_messages():
         MatchingNet(nn.Identity(), scale=0.0)
     with pytest.raises(ValueError, match="fce_steps must be >= 1"):
         MatchingNet(nn.Identity(), fce=True, fce_steps=0)
+    for ignored in ({"fce_steps": 2}, {"in_shape": (6,)}):  # settings of the FCE LSTMs, which fce=False does not build
+        with pytest.raises(ValueError, match=rf"{next(iter(ignored))} is a setting of the full context embeddings.*set fce=True"):
+            MatchingNet(nn.Identity(), **ignored)
     with pytest.raises(ValueError, match=r"pass in_shape="):
         MatchingNet(nn.Identity(), fce=True)  # no layer to read the embedding size from
     with pytest.raises(ValueError, match=r"fails on a dummy input of shape \(3, 28, 28\).*pass in_shape="):

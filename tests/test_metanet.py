@@ -9,6 +9,7 @@ from torch import nn
 import learnfast as lf
 from learnfast.algorithms import ALGORITHMS, MetaNet
 from learnfast.algorithms.metanet import base_features, meta_information
+from learnfast.functional import prototypes
 from learnfast.train.build import build_algorithm
 from learnfast.train.config import load_config
 from learnfast.train.evaluate import evaluate
@@ -107,7 +108,7 @@ def test_generated_weights_depend_on_the_support_set():
     z = metanet.model(torch.cat([batch.support_x, batch.query_x], 1))
     slow = {"weight": metanet.base.weight, "bias": metanet.base.bias}
     features = base_features(slow, z)
-    protos = lf.algorithms.protonet.prototypes(features[:, :6], batch.support_y, 3)
+    protos = prototypes(features[:, :6], batch.support_y, 3)
     assert torch.allclose(slow_only, features[:, 6:] @ protos.transpose(1, 2), atol=1e-12)
     assert not torch.allclose(slow_only, logits, atol=1e-6)
 

@@ -153,3 +153,39 @@ def test_errors():
         MTL(conv4(), bn="per-step")
     with pytest.raises(ValueError, match="unknown memory option 'cheap'"):
         MTL(conv4(), memory="cheap")
+
+
+@pytest.mark.parametrize("option", [{"implicit_lambda": 2.0}, {"cg_steps": 3}, {"cg_damping": 0.1}])
+@pytest.mark.parametrize("memory", ["second-order", "first-order", "checkpoint"])
+def test_implicit_settings_without_implicit_memory_are_refused(memory, option):
+    (name,) = option
+    with pytest.raises(ValueError, match=rf"{name} is a setting of iMAML's implicit solve, which memory='{memory}' does not run"):
+        MTL(conv4(), memory=memory, **option)
+    MTL(conv4(), memory="implicit", **option)  # where they apply, they are taken
+
+
+@pytest.mark.parametrize("strategy", ["threads", "auto"])  # auto is threads on CPU
+def test_threads_equal_loop_in_float64(strategy):
+    """MTL runs through the base class's task_loss strategies, so threads (3 workers) is honoured, not ignored."""
+    batch = images(size=3)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        results = {}
+        for s in ("loop", strategy):
+            mtl = MTL(conv4(), ways=3, inner_lr=0.3, inner_steps=2, strategy=s).double()
+            with torch.no_grad():
+                for p in mtl.scale.parameters():
+                    p.uniform_(0.8, 1.2, generator=torch.Generator().manual_seed(1))
+            assert mtl.execution_strategy(batch) == ("loop" if s == "loop" else "threads")
+            out = mtl.meta_loss(batch)
+            out.loss.backward()
+            results[s] = out, {k: p.grad for k, p in mtl.meta_params().items()}
+    finally:
+        torch.set_num_threads(before)
+    (loop, g_loop), (threads, g_threads) = results["loop"], results[strategy]
+    assert torch.allclose(loop.loss, threads.loss, atol=1e-12)
+    assert torch.allclose(loop.predictions, threads.predictions, atol=1e-12)
+    assert max(g.abs().max().item() for g in g_loop.values()) > 1e-3
+    for k in g_loop:
+        assert torch.allclose(g_loop[k], g_threads[k], atol=1e-10), k

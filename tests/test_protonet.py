@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import learnfast as lf
-from learnfast.algorithms.protonet import prototypes, squared_distances
+from learnfast.functional import prototypes, squared_distances
 from conftest import assert_no_leak_between_tasks, blob_tasks, image_tasks
 
 

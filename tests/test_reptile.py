@@ -158,6 +158,13 @@ def test_constructor_errors():
         Reptile(mlp(), loss="hinge")
 
 
+@pytest.mark.parametrize("strategy", ["threads", "auto"])
+def test_strategies_it_does_not_run_are_refused(strategy):
+    """Reptile's meta-batch is a loop or vmap; threads (and auto, threads on CPU) would be ignored."""
+    with pytest.raises(ValueError, match=rf"Reptile cannot run strategy='{strategy}'.*\('loop', 'vmap'\)"):
+        Reptile(mlp(), strategy=strategy)
+
+
 def test_registered_and_named_config_builds():
     assert ALGORITHMS["reptile"] is Reptile
     cfg = load_config("reptile-omniglot-5w1s")

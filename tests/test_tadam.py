@@ -6,8 +6,8 @@ from torch import nn
 
 import learnfast as lf
 from learnfast.algorithms import ALGORITHMS, TADAM
-from learnfast.algorithms.protonet import prototypes, squared_distances
 from learnfast.algorithms.tadam import default_film_layers
+from learnfast.functional import prototypes, squared_distances
 from learnfast.train.build import build_algorithm
 from learnfast.train.config import load_config
 from conftest import assert_no_leak_between_tasks, blob_tasks, bn_conv4, image_tasks

@@ -1,10 +1,12 @@
-"""Parameter-dict arithmetic and functional forward passes over a plain ``nn.Module``.
+"""Parameter-dict arithmetic, functional forward passes over a plain ``nn.Module``, shared metric helpers.
 
 The model is never rewritten: adapted weights live in a ``Params`` dict and reach the model
-through ``torch.func.functional_call``.
+through ``torch.func.functional_call``. The metric helpers (class prototypes, squared Euclidean
+distances, cosine similarities) are batched over tasks and shared by the metric-based algorithms.
 """
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -41,6 +43,22 @@ def expand(params: Params, batch_size: int) -> Params:
 def dot(a: Params, b: Params) -> Tensor:
     """``sum_k <a[k], b[k]>``: the inner product of two parameter dicts (keys of ``a``), a scalar."""
     return sum((a[k] * b[k]).sum() for k in a)
+
+
+def prototypes(support_z: Tensor, support_y: Tensor, ways: int) -> Tensor:
+    """Class means of support embeddings: ``(B, S, D)``, labels ``(B, S)`` -> ``(B, ways, D)``."""
+    onehot = F.one_hot(support_y, ways).to(support_z.dtype)  # (B, S, N)
+    return onehot.transpose(1, 2) @ support_z / onehot.sum(1).unsqueeze(-1)
+
+
+def squared_distances(query_z: Tensor, protos: Tensor) -> Tensor:
+    """Squared Euclidean distances: ``(B, Q, D)`` x ``(B, N, D)`` -> ``(B, Q, N)``."""
+    return (query_z.pow(2).sum(-1, keepdim=True) - 2 * query_z @ protos.transpose(1, 2) + protos.pow(2).sum(-1).unsqueeze(1))
+
+
+def cosine_similarity(query_z: Tensor, support_z: Tensor, eps: float = 1e-8) -> Tensor:
+    """Cosine similarities: ``(B, Q, D)`` x ``(B, S, D)`` -> ``(B, Q, S)``; ``eps`` guards zero vectors."""
+    return F.normalize(query_z, dim=-1, eps=eps) @ F.normalize(support_z, dim=-1, eps=eps).transpose(1, 2)
 
 
 class Mirror(nn.Module):

@@ -49,9 +49,7 @@ class ANIL(MAML):
         memory: ``"second-order"``, ``"first-order"``, ``"checkpoint"`` (``strategy="loop"`` only)
             or ``"implicit"`` (iMAML on the head: the backbone's meta-gradient then includes the
             implicit cross term); see ``learnfast.inner``.
-        implicit_lambda: iMAML's proximal strength lambda (``memory="implicit"``).
-        cg_steps: conjugate-gradient iterations of the implicit solve.
-        cg_damping: adds ``cg_damping * I`` to the implicit system ``I + H/lambda``.
+        implicit_lambda, cg_steps, cg_damping: iMAML's solver settings (``memory="implicit"`` only), as :class:`MAML`'s.
         bn: BatchNorm policy, ``"transductive"``, ``"support"`` or ``"per-step"``
             (``learnfast.batchnorm``).
 
@@ -75,10 +73,10 @@ class ANIL(MAML):
         head: str | None = None,
         loss: str = "cross_entropy",
         strategy: str = "auto",
-        memory: str = "second-order",
-        implicit_lambda: float = 1.0,
-        cg_steps: int = 5,
-        cg_damping: float = 0.0,
+        memory: str | None = None,
+        implicit_lambda: float | None = None,
+        cg_steps: int | None = None,
+        cg_damping: float | None = None,
         bn: str = "transductive",
     ) -> None:
         super().__init__(model, inner_lr, inner_steps, eval_inner_steps, first_order, loss, strategy, memory,

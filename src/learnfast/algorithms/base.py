@@ -16,7 +16,7 @@ task; the meta-batch then runs with a *strategy*:
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,20 @@ def inner_steps_pair(inner_steps: int, eval_inner_steps: int | None) -> tuple[in
     if inner_steps < 0 or (eval_inner_steps is not None and eval_inner_steps < 0):
         raise ValueError(f"inner_steps and eval_inner_steps must be >= 0, got {inner_steps} and {eval_inner_steps}")
     return inner_steps, inner_steps if eval_inner_steps is None else eval_inner_steps
+
+
+def implicit_options(memory: str | None, implicit_lambda: float | None, cg_steps: int | None, cg_damping: float | None) -> dict[str, float]:
+    """The iMAML solver options that were given, as ``inner_loop`` keywords; an error unless ``memory == "implicit"``.
+
+    ``None`` means "not given" (``inner_loop``'s defaults: lambda 1, 5 CG steps, no damping), so a
+    setting that the chosen memory option would ignore cannot pass silently.
+    """
+    given = {k: v for k, v in (("implicit_lambda", implicit_lambda), ("cg_steps", cg_steps), ("cg_damping", cg_damping)) if v is not None}
+    if given and memory != "implicit":
+        names = " and ".join(given)
+        raise ValueError(f"{names} {'is a setting' if len(given) == 1 else 'are settings'} of iMAML's implicit solve, which "
+                         f"memory={memory!r} does not run; drop {names} or use memory='implicit'")
+    return given
 
 
 def submodule_params(meta_params: Params, prefix: str = "model.") -> Params:
@@ -91,12 +105,29 @@ class Algorithm(nn.Module):
 
     needs_head: bool = True  # does the backbone end in an output layer of size `ways`?
     freezable: bool = False  # calls its backbone as a plain module, so [model] freeze can hold it fixed
+    strategies: tuple[str, ...] = STRATEGIES  # the meta-batch strategies it runs; any other is an error
 
     def __init__(self, loss: str = "cross_entropy", strategy: str = "loop") -> None:
         super().__init__()
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
+        if strategy not in self.strategies:
+            raise ValueError(f"{type(self).__name__} cannot run strategy={strategy!r}: its meta-batch runs only as "
+                             f"{' or '.join(map(repr, self.strategies))}; choose one of {self.strategies}")
         self.loss_name, self.loss_fn, self.strategy = loss, resolve_loss(loss), strategy
+
+    def extra_report(self, source, episodes: int, seed: int) -> dict[str, Any]:
+        """Extra figures of the evaluation report, beside mean ± CI; ``learnfast eval`` prints and stores them.
+
+        Args:
+            source: the task source just evaluated (``.sample(batch_size, generator) -> Task``; an
+                :class:`~learnfast.episodes.EpisodeSampler` has ``.spec``).
+            episodes: the number of fixed episodes evaluated; ``seed``: which fixed set
+                (:func:`learnfast.protocol.fixed_episodes`).
+
+        Returns: ``{name: value}``, JSON-serialisable (string keys); ``{}`` (the default) for none.
+        """
+        return {}
 
     def execution_strategy(self, batch: Task) -> str:
         """The strategy that runs ``batch``: ``self.strategy``, with ``"auto"`` resolved for the batch's device."""

@@ -22,12 +22,11 @@ from torch.func import vmap
 
 from .._types import Params
 from ..batchnorm import support_statistics
-from ..functional import forward_with
+from ..functional import forward_with, prototypes
 from ..inner import InnerLoop, adam, adapt, inner_loop, sgd
 from ..models.probe import like_model, output_shape
 from ..tasks import Task, check_batch
-from .base import Algorithm, MetaOutput, inner_steps_pair, query_loss
-from .protonet import prototypes
+from .base import Algorithm, MetaOutput, implicit_options, inner_steps_pair, query_loss
 
 CLASSIFIERS = ("linear", "cosine")
 
@@ -65,13 +64,16 @@ def feature_size(model: nn.Module) -> int:
     return shape[0]
 
 
-def frozen_backbone_loop(memory: str, bn: str, strategy: str, implicit_lambda: float = 1.0, cg_steps: int = 5,
-                         cg_damping: float = 0.0) -> InnerLoop:
-    """The checked inner-loop settings of an algorithm that adapts only a head on a backbone's features."""
+def frozen_backbone_loop(memory: str, bn: str, strategy: str, implicit_lambda: float | None = None, cg_steps: int | None = None,
+                         cg_damping: float | None = None) -> InnerLoop:
+    """The checked inner-loop settings of an algorithm that adapts only a head on a backbone's features.
+
+    The iMAML settings (``None``: not given) are an error unless ``memory == "implicit"``.
+    """
     if bn == "per-step":
         raise ValueError("bn='per-step' gives each inner step its own BatchNorm parameters, but here the backbone runs once "
                          "per task, before the head's steps; use bn='transductive' or 'support'")
-    return inner_loop(memory, False, bn, strategy, implicit_lambda, cg_steps, cg_damping)
+    return inner_loop(memory, False, bn, strategy, **implicit_options(memory, implicit_lambda, cg_steps, cg_damping))
 
 
 def task_features(model: nn.Module, params: Params, support_x: Tensor, query_x: Tensor, bn: str) -> Tensor:
@@ -109,8 +111,10 @@ class Baseline(Algorithm):
         inner_steps: head-fitting steps while meta-training.
         eval_inner_steps: head-fitting steps at test time (default: ``inner_steps``).
         inner_optimizer: ``"sgd"`` or ``"adam"`` (default betas) for the head's steps.
-        scale: initial scale of the cosine classifiers (ignored by ``"linear"``).
-        strategy: tasks of a batch one by one (``"loop"``) or under ``vmap``.
+        scale: initial scale of the cosine classifiers (default 10.0); ``"linear"`` has none, so
+            giving it there is an error.
+        strategy: tasks of a batch one by one (``"loop"``) or under ``vmap`` (``"vmap"``); the
+            others of ``STRATEGIES`` are an error.
         memory: how ``meta_loss`` differentiates through the head's steps: ``"second-order"``,
             ``"first-order"``, ``"checkpoint"`` (``strategy="loop"``) or ``"implicit"`` (lambda 1,
             5 conjugate-gradient steps); see ``learnfast.inner``.
@@ -129,6 +133,7 @@ class Baseline(Algorithm):
     """
 
     needs_head = False
+    strategies = ("loop", "vmap")
 
     def __init__(
         self,
@@ -138,7 +143,7 @@ class Baseline(Algorithm):
         inner_steps: int = 100,
         eval_inner_steps: int | None = None,
         inner_optimizer: str = "sgd",
-        scale: float = 10.0,
+        scale: float | None = None,
         strategy: str = "loop",
         memory: str = "second-order",
         bn: str = "transductive",
@@ -148,12 +153,15 @@ class Baseline(Algorithm):
             raise ValueError(f"unknown classifier {classifier!r}; choose 'linear' (Baseline) or 'cosine' (Baseline++)")
         if inner_optimizer not in ("sgd", "adam"):
             raise ValueError(f"unknown inner_optimizer {inner_optimizer!r}; choose 'sgd' or 'adam'")
+        if scale is not None and classifier != "cosine":
+            raise ValueError(f"scale={scale} sets the cosine classifiers' initial scale, and classifier={classifier!r} has none; "
+                             f"drop scale, or use classifier='cosine' (Baseline++)")
         self.model, self.classifier = model, classifier
         self.inner_lr, self.inner_optimizer = inner_lr, inner_optimizer
         self.inner_steps, self.eval_inner_steps = inner_steps_pair(inner_steps, eval_inner_steps)
         self.inner = frozen_backbone_loop(memory, bn, strategy)
         if classifier == "cosine":
-            self.scale = nn.Parameter(torch.tensor(float(scale)))
+            self.scale = nn.Parameter(torch.tensor(10.0 if scale is None else float(scale)))
             like_model(self, model)  # the scale in the backbone's dtype and device
 
     def pretrain_head(self, classes: int) -> nn.Module:

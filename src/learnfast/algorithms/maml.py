@@ -17,7 +17,7 @@ from .._types import Params
 from ..batchnorm import per_step_norms, step_sets
 from ..inner import InnerOptimizer, inner_loop, sgd
 from ..tasks import Task
-from .base import Algorithm, inner_steps_pair, submodule_params
+from .base import Algorithm, implicit_options, inner_steps_pair, submodule_params
 
 
 class MAML(Algorithm):
@@ -28,17 +28,20 @@ class MAML(Algorithm):
         inner_lr: inner-loop SGD step size (alpha).
         inner_steps: inner steps while meta-training.
         eval_inner_steps: inner steps at test time (default: ``inner_steps``).
-        first_order: legacy spelling of ``memory="first-order"`` (FOMAML).
+        first_order: legacy spelling of ``memory="first-order"`` (FOMAML); with any other
+            ``memory`` it is an error.
         loss: ``"cross_entropy"`` (classification) or ``"mse"`` (regression).
         strategy: meta-batch execution: ``"auto"`` (the fastest measured for the batch's device),
             ``"threads"``, ``"vmap"`` or ``"loop"`` (the reference); see ``algorithms/strategies.py``.
-        memory: how the meta-gradient is kept (``learnfast.inner``): ``"second-order"`` (exact),
+        memory: how the meta-gradient is kept (``learnfast.inner``; default ``"second-order"``, or
+            ``"first-order"`` with ``first_order=True``): ``"second-order"`` (exact),
             ``"first-order"``, ``"checkpoint"`` (exact, activation checkpointing through the inner
             loop; ``strategy="loop"`` only) or ``"implicit"`` (iMAML; the inner loop then
             minimises the support loss plus ``implicit_lambda/2 ||phi - theta||^2``).
-        implicit_lambda: iMAML's proximal strength lambda (``memory="implicit"``).
-        cg_steps: conjugate-gradient iterations of the implicit solve.
-        cg_damping: adds ``cg_damping * I`` to the implicit system ``I + H/lambda``.
+        implicit_lambda: iMAML's proximal strength lambda (default 1.0).
+        cg_steps: conjugate-gradient iterations of the implicit solve (default 5).
+        cg_damping: adds ``cg_damping * I`` to the implicit system ``I + H/lambda`` (default 0).
+            These three apply to ``memory="implicit"`` only; with another memory they are an error.
         bn: BatchNorm policy (``learnfast.batchnorm``): ``"transductive"`` (per-task batch
             statistics, the paper's), ``"support"`` (query normalised with support statistics)
             or ``"per-step"`` (MAML++ per-step BatchNorm scales and shifts).
@@ -62,17 +65,21 @@ class MAML(Algorithm):
         first_order: bool = False,
         loss: str = "cross_entropy",
         strategy: str = "auto",
-        memory: str = "second-order",
-        implicit_lambda: float = 1.0,
-        cg_steps: int = 5,
-        cg_damping: float = 0.0,
+        memory: str | None = None,
+        implicit_lambda: float | None = None,
+        cg_steps: int | None = None,
+        cg_damping: float | None = None,
         bn: str = "transductive",
     ) -> None:
         super().__init__(loss=loss, strategy=strategy)
+        if first_order and memory == "second-order":
+            raise ValueError("first_order=True contradicts memory='second-order'; drop one of them "
+                             "(first_order=True is the legacy spelling of memory='first-order')")
         self.model = model
         self.inner_lr = inner_lr
         self.inner_steps, self.eval_inner_steps = inner_steps_pair(inner_steps, eval_inner_steps)
-        self.inner = inner_loop(memory, first_order, bn, strategy, implicit_lambda, cg_steps, cg_damping)
+        memory = memory or ("first-order" if first_order else "second-order")
+        self.inner = inner_loop(memory, first_order, bn, strategy, **implicit_options(memory, implicit_lambda, cg_steps, cg_damping))
         self.first_order = self.inner.memory == "first-order"
         self.step_norms = per_step_norms(model, bn, self.inner_steps)
 

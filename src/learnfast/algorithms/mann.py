@@ -25,16 +25,17 @@ step's instance number for the paper's per-instance table (:func:`instance_accur
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..functional import cosine_similarity
 from ..models.probe import like_model, output_shape
+from ..protocol import fixed_episodes
 from ..tasks import Task, check_batch
 from .base import Algorithm, MetaOutput, per_task
-from .matching import cosine_similarity
 
 PAPER_INSTANCES = (1, 2, 3, 4, 5, 10)  # columns of the paper's per-instance accuracy table
 ORDERS = ("hash", "given")
@@ -326,6 +327,19 @@ class MANN(Algorithm):
         targets = torch.cat([sequence.labels, batch.query_y], dim=1)
         return MetaOutput(self.loss_fn(logits.flatten(0, 1), targets.flatten()), query_logits.detach())
 
+    def extra_report(self, source, episodes: int, seed: int) -> dict[str, Any]:
+        """The paper's per-instance table on the evaluated episodes: ``{"instance_accuracy": {"1": acc, ...}}``.
+
+        Columns are the paper's instances that fit the source's shots (``source.spec.shots``);
+        accuracies in [0, 1], keyed by the instance number as a string (:func:`instance_accuracy`).
+        """
+        spec = getattr(source, "spec", None)
+        if spec is None:
+            raise TypeError(f"MANN's per-instance table needs a source with .spec.shots (an EpisodeSampler); got {type(source).__name__}")
+        wanted = [k for k in PAPER_INSTANCES if k <= spec.shots]
+        table = instance_accuracy(self, source, episodes, seed, instances=wanted)
+        return {"instance_accuracy": {str(k): v for k, v in table.items()}}
+
 
 def instance_accuracy(
     algorithm: MANN,
@@ -350,8 +364,6 @@ def instance_accuracy(
 
     Returns: ``{k: accuracy in [0, 1]}`` for each k in ``instances``.
     """
-    from ..train.evaluate import fixed_episodes  # a function-level import: train.evaluate imports the algorithm registry
-
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if not instances or min(instances) < 1:

@@ -17,14 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..functional import cosine_similarity
 from ..models.probe import like_model, output_shape
 from ..tasks import Task, check_batch
 from .base import Algorithm, MetaOutput, per_task, query_loss
-
-
-def cosine_similarity(query_z: Tensor, support_z: Tensor, eps: float = 1e-8) -> Tensor:
-    """``(B, Q, D)`` x ``(B, S, D)`` -> ``(B, Q, S)`` cosine similarities."""
-    return F.normalize(query_z, dim=-1, eps=eps) @ F.normalize(support_z, dim=-1, eps=eps).transpose(1, 2)
 
 
 def class_log_probs(log_attention: Tensor, support_y: Tensor, ways: int) -> Tensor:
@@ -87,9 +83,10 @@ class MatchingNet(Algorithm):
         scale: attention sharpness, softmax over ``scale * cosine``; 1 as in the paper, larger tends to
             1-nearest-neighbour by cosine similarity.
         fce: full context embeddings (the paper uses them on miniImageNet, not on Omniglot).
-        fce_steps: K, attention read steps of the query LSTM (used with ``fce``; the paper leaves K open).
-        in_shape: shape of one input item, used once (with ``fce``) to read D off ``model``;
-            default ``(in_features,)`` for a first ``nn.Linear``, ``(in_channels, 28, 28)`` for a first ``nn.Conv2d``.
+        fce_steps: K, attention read steps of the query LSTM (default 5; the paper leaves K open).
+            Only with ``fce=True``: without FCE there is no query LSTM, and giving it is an error.
+        in_shape: shape of one input item, used once (with ``fce`` only, else an error) to read D off
+            ``model``; default ``(in_features,)`` for a first ``nn.Linear``, ``(in_channels, 28, 28)`` for a first ``nn.Conv2d``.
 
     Returns (forward): log-probabilities ``(B, Q, ways)``, the log of the attention mass on each class.
     ``log_softmax`` leaves them unchanged, so used as logits the cross-entropy loss is exactly the
@@ -108,12 +105,18 @@ class MatchingNet(Algorithm):
         model: nn.Module,
         scale: float = 1.0,
         fce: bool = False,
-        fce_steps: int = 5,
+        fce_steps: int | None = None,
         in_shape: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__(loss="cross_entropy")
         if not scale > 0:
             raise ValueError(f"scale must be > 0 (it multiplies the cosine similarities), got {scale}")
+        fce_only = [name for name, value in (("fce_steps", fce_steps), ("in_shape", in_shape)) if value is not None]
+        if fce_only and not fce:
+            names = " and ".join(fce_only)
+            raise ValueError(f"{names} {'is a setting' if len(fce_only) == 1 else 'are settings'} of the full context "
+                             f"embeddings (their LSTM sizes and read steps), which fce=False does not build; drop {names} or set fce=True")
+        fce_steps = 5 if fce_steps is None else fce_steps
         if fce_steps < 1:
             raise ValueError(f"fce_steps must be >= 1 (attention read steps of the query LSTM), got {fce_steps}")
         self.model, self.scale = model, scale

@@ -38,11 +38,10 @@ from torch import Tensor, nn
 from torch.func import grad, vmap
 
 from .._types import Params
+from ..functional import cosine_similarity, prototypes
 from ..models.probe import like_model, output_shape
 from ..tasks import Task, check_batch
 from .base import Algorithm, MetaOutput, per_task, query_loss
-from .matching import cosine_similarity
-from .protonet import prototypes
 
 
 def base_features(slow: Params, z: Tensor) -> Tensor:

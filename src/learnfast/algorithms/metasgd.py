@@ -74,7 +74,7 @@ class MetaSGD(MAML):
         first_order: bool = False,
         loss: str = "cross_entropy",
         strategy: str = "auto",
-        memory: str = "second-order",
+        memory: str | None = None,
         bn: str = "transductive",
     ) -> None:
         if memory == "implicit":

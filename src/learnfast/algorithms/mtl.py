@@ -68,9 +68,8 @@ class MTL(Algorithm):
         learn_head_init: meta-learn the head initialisation (the paper), or keep it at zero for
             every task (``False``; the "zeroing trick" of Kao et al. 2022). Labels are assigned to
             classes at random per task, so a learned start can only help by a part shared by all
-            classes; under Adam its per-class parts random-walk instead (here, Omniglot vinyals
-            validation 5-way 1-shot: 96.9 % before meta-training, 88.5 % after 500 meta-batches that
-            moved it to a mean magnitude of 0.017, with scales and shifts restored to 1 and 0: 87.4 %).
+            classes; under Adam its per-class parts random-walk instead. ``False`` departs from the
+            paper; the named Omniglot config uses it (measurements: ``docs/reproduction.md``).
 
     Example:
         >>> mtl = MTL(pretrained_conv4, ways=5, inner_lr=0.1, inner_steps=10)
@@ -91,9 +90,9 @@ class MTL(Algorithm):
         eval_inner_steps: int | None = None,
         strategy: str = "loop",
         memory: str = "second-order",
-        implicit_lambda: float = 1.0,
-        cg_steps: int = 5,
-        cg_damping: float = 0.0,
+        implicit_lambda: float | None = None,
+        cg_steps: int | None = None,
+        cg_damping: float | None = None,
         bn: str = "transductive",
         learn_head_init: bool = True,
     ) -> None:

@@ -8,22 +8,11 @@ classified by a softmax over negative squared Euclidean distances to the prototy
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..functional import prototypes, squared_distances
 from ..tasks import Task, check_batch
 from .base import Algorithm, MetaOutput, per_task, query_loss
-
-
-def prototypes(support_z: Tensor, support_y: Tensor, ways: int) -> Tensor:
-    """Class means of support embeddings: ``(B, S, D)``, labels ``(B, S)`` -> ``(B, ways, D)``."""
-    onehot = F.one_hot(support_y, ways).to(support_z.dtype)  # (B, S, N)
-    return onehot.transpose(1, 2) @ support_z / onehot.sum(1).unsqueeze(-1)
-
-
-def squared_distances(query_z: Tensor, protos: Tensor) -> Tensor:
-    """``(B, Q, D)`` x ``(B, N, D)`` -> ``(B, Q, N)`` squared Euclidean distances."""
-    return (query_z.pow(2).sum(-1, keepdim=True) - 2 * query_z @ protos.transpose(1, 2) + protos.pow(2).sum(-1).unsqueeze(1))
 
 
 class ProtoNet(Algorithm):

@@ -43,7 +43,8 @@ class Reptile(Algorithm):
         eval_inner_steps: SGD steps on the support set at test time (default: ``inner_steps``).
         loss: ``"cross_entropy"`` (classification) or ``"mse"`` (regression).
         strategy: meta-batch execution, ``"loop"`` (reference) or ``"vmap"`` (the per-task inner
-            loops run under ``vmap``; they are first order, so the result is the loop's).
+            loops run under ``vmap``; they are first order, so the result is the loop's); the
+            others of ``STRATEGIES`` are an error.
         inner_optimizer: ``"sgd"``, or ``"adam"`` as in the paper (``betas=(0, 0.999)``, step size
             ``inner_lr``; its moments start at zero for every task and every test episode).
         bn: BatchNorm policy at test time (``learnfast.batchnorm``): ``"transductive"`` (the
@@ -58,6 +59,8 @@ class Reptile(Algorithm):
     References:
         Nichol et al. (2018), https://arxiv.org/abs/1803.02999
     """
+
+    strategies = ("loop", "vmap")
 
     def __init__(
         self,

@@ -21,11 +21,10 @@ import torch
 from torch import Tensor, nn
 
 from .._types import Params
-from ..functional import forward_with
+from ..functional import forward_with, prototypes, squared_distances
 from ..models.probe import like_model, output_shape
 from ..tasks import Task, check_batch
 from .base import Algorithm, MetaOutput, per_task, query_loss
-from .protonet import prototypes, squared_distances
 
 # Layers FiLM folds into: their output channel c is `weight[c] * (...) + bias[c]`, so
 # `gamma * out + beta` is the same layer with weight `gamma * weight` and bias `gamma * bias + beta`.

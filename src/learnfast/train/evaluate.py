@@ -1,65 +1,24 @@
-"""The evaluation protocol: a fixed, seeded set of test episodes; mean and 95% confidence interval."""
+"""The evaluation loop over the protocol of ``learnfast.protocol``: a fixed, seeded set of test episodes; mean and 95% CI.
+
+``EvalResult``, ``episode_generator``, ``fixed_episodes`` and ``episode_scores`` live in
+``learnfast.protocol`` (a lower layer, importable by data readers and algorithms) and are
+re-exported here.
+"""
 from __future__ import annotations
 
 import inspect
-import math
-from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import nn
 from tqdm.auto import tqdm
 
-from ..algorithms import Algorithm
-from ..tasks import Task, cat_tasks
+from ..protocol import EvalResult, episode_generator, episode_scores, fixed_episodes
 
-
-@dataclass(frozen=True)
-class EvalResult:
-    """``metric`` ("accuracy" or "mse") per episode in ``values (episodes,)``; ``mean`` and ``ci95 = 1.96 std / sqrt(n)``."""
-
-    metric: str
-    values: Tensor
-
-    @property
-    def episodes(self) -> int:
-        return self.values.numel()
-
-    @property
-    def mean(self) -> float:
-        return self.values.mean().item()
-
-    @property
-    def ci95(self) -> float:
-        n = self.values.numel()
-        return 1.96 * self.values.std(unbiased=True).item() / math.sqrt(n) if n > 1 else float("nan")
-
-    def __str__(self) -> str:
-        scale = 100.0 if self.metric == "accuracy" else 1.0
-        unit = "%" if self.metric == "accuracy" else ""
-        return f"{self.metric} {scale * self.mean:.2f}{unit} ± {scale * self.ci95:.2f}{unit} (95% CI, {self.episodes} episodes)"
-
-
-def episode_generator(seed: int, index: int) -> torch.Generator:
-    """Episode ``index`` of the fixed set ``seed`` is drawn from its own generator, so the set does not depend on batching."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + index)
-
-
-def fixed_episodes(source, episodes: int, seed: int, batch_size: int):
-    """Yields the fixed episode set as batched Tasks of at most ``batch_size`` episodes."""
-    for start in range(0, episodes, batch_size):
-        stop = min(start + batch_size, episodes)
-        yield cat_tasks([source.sample(1, episode_generator(seed, i)) for i in range(start, stop)])
-
-
-def episode_scores(predictions: Tensor, batch: Task, metric: str) -> Tensor:
-    """Per-episode accuracy ``(B,)`` from logits ``(B, Q, N)``, or per-episode MSE from ``(B, Q, d)``."""
-    if metric == "accuracy":
-        return (predictions.argmax(-1) == batch.query_y).float().mean(-1)
-    return (predictions - batch.query_y).pow(2).flatten(1).mean(-1)
+__all__ = ["EvalResult", "episode_generator", "episode_scores", "evaluate", "fixed_episodes"]
 
 
 def evaluate(
-    algorithm: Algorithm,
+    algorithm: nn.Module,
     source,
     metric: str,
     episodes: int = 600,
