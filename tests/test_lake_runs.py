@@ -111,7 +111,7 @@ def synthetic_runs(drop=None, labels=None):
 
 
 def put(tmp_path, data):
-    (tmp_path / "omniglot").mkdir(exist_ok=True)
+    (tmp_path / "omniglot").mkdir(parents=True, exist_ok=True)
     (tmp_path / "omniglot" / "all_runs.zip").write_bytes(data)
     return tmp_path
 
@@ -123,6 +123,30 @@ def test_synthetic_runs_read_with_verify_false(tmp_path):
     assert runs.support_x.abs().sum() == 0  # blank (white) images: no ink
     with pytest.raises(OmniglotDataError, match="does not match the official all_runs.zip.*verify=False"):
         load_lake_runs(root)
+
+
+def test_missing_zip_without_a_root_lists_every_place(tmp_path, monkeypatch):
+    main = (tmp_path / "main")
+    main.mkdir()
+    main = main.resolve()
+    monkeypatch.chdir(main)
+    monkeypatch.delenv("LEARNFAST_DATA", raising=False)
+    with pytest.raises(OmniglotDataError) as info:
+        load_lake_runs()
+    message = str(info.value)
+    assert str(main / "data" / "omniglot" / "all_runs.zip") in message
+    assert f"./data = {main / 'data'}" in message and f"../shared/data = {main.parent / 'shared' / 'data'}" in message
+    assert "none holds omniglot/" in message and "LEARNFAST_DATA / --data-root" in message
+
+
+def test_runs_found_in_shared_data_without_a_root(tmp_path, monkeypatch):
+    main = (tmp_path / "main")
+    main.mkdir()
+    monkeypatch.chdir(main.resolve())
+    monkeypatch.delenv("LEARNFAST_DATA", raising=False)
+    put(tmp_path / "shared" / "data", synthetic_runs())
+    runs = load_lake_runs(verify=False)
+    assert torch.equal(runs.query_y, (19 - torch.arange(20)).expand(20, 20))
 
 
 def test_not_a_zip(tmp_path):

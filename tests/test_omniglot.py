@@ -1,18 +1,21 @@
-"""Omniglot from the official zips: layout, splits, rotations, caching, and every error path."""
-import gc
+"""Omniglot from the official zips: layout, splits, rotations, caching, and every error path.
+
+The data-root rule has its own tests in test_root.py.
+"""
 import hashlib
 import io
+import json
+import re
+import shutil
 import time
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from learnfast.data import OmniglotDataError, data_root, load_omniglot, omniglot_split
+from learnfast.data import OmniglotDataError, load_omniglot, omniglot_split
 from learnfast.data import omniglot
-from learnfast.data.root import cache_dir
 
 
 def character_hashes(images):
@@ -138,22 +141,6 @@ def test_bad_names(data_root):
         omniglot_split("random", "train", data_root)
 
 
-# -- data root ---------------------------------------------------------------------------------
-
-def test_data_root_order(tmp_path, monkeypatch):
-    monkeypatch.setenv("LEARNFAST_DATA", str(tmp_path / "env"))
-    assert data_root("/some/where") == Path("/some/where")  # an explicit root wins over the env
-    assert data_root("~/omni") == Path.home() / "omni"
-    assert data_root() == tmp_path / "env"
-    monkeypatch.delenv("LEARNFAST_DATA")
-    assert str(data_root()) == "data"
-
-
-def test_cache_dir_from_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("LEARNFAST_CACHE", str(tmp_path / "c"))
-    assert cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
-
-
 # -- error paths (synthetic files in tmp_path; no real data needed) -----------------------------
 
 def test_missing_folder(tmp_path):
@@ -245,24 +232,162 @@ def test_checksum_mismatch(tmp_path):
     assert "verify=False" in str(info.value)
 
 
-@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
-def test_corrupt_cache_is_rebuilt_or_reported(data_root, decoded_evaluation, fresh_cache):
+def test_truncated_cache_is_rebuilt_from_the_archive(data_root, decoded_evaluation, fresh_cache, capsys):
+    """End to end, with the real decode: a cache cut in half (a crash, a full disk) is rebuilt, with a notice."""
     cache, good = decoded_evaluation
     (cached,) = cache.glob("omniglot_images_evaluation_*.npz")
     data = cached.read_bytes()
-    (fresh_cache / cached.name).write_bytes(data[: len(data) // 2])  # as after a crash or a full disk
-    raw_error = None
-    try:
-        again = load_omniglot("images_evaluation", data_root)
-    except OmniglotDataError as err:
-        assert cached.name in str(err)
-        return
-    except (zipfile.BadZipFile, ValueError, OSError) as err:
-        raw_error = f"{type(err).__name__}: {err}"
-    if raw_error is not None:
-        gc.collect()  # numpy leaves the half-read cache file open; close it here, inside this test
-        pytest.fail(f"corrupt cache gave a raw error: {raw_error}")
+    (fresh_cache / cached.name).write_bytes(data[: len(data) // 2])
+    again = load_omniglot("images_evaluation", data_root)
+    assert np.array_equal(again.images, good.images) and again.characters == good.characters
+    err = capsys.readouterr().err
+    assert err.startswith(f"learnfast: rebuilding the Omniglot cache {fresh_cache / cached.name} (unreadable: BadZipFile")
+    assert err.count("\n") == 1
+    assert same_entries(fresh_cache / cached.name, cached)  # the rebuilt cache is the one a clean build writes
+
+
+# -- the decode cache: every damaged form is rebuilt, a good one is used ---------------------------
+
+SOURCE_SHA = "ab" * 32
+
+
+def tiny_archive(n_chars=3, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n_chars, 20, 28, 28), dtype=np.uint8)
+    alphabets = ["Alpha"] * (n_chars - 1) + ["Beta"]
+    return omniglot.OmniglotArchive(images, alphabets, [f"{a}/character{i:02d}" for i, a in enumerate(alphabets)])
+
+
+def npz_entries(path):
+    with np.load(path) as z:
+        return {key: z[key] for key in z.files}
+
+
+def same_entries(path, other):
+    """Same entries with equal arrays (the bytes differ: zip members carry their write time)."""
+    a, b = npz_entries(path), npz_entries(other)
+    return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a)
+
+
+def damage(path, how):
+    """Rewrites the cache at ``path`` in one of the ways caches go bad; returns the expected reason."""
+    entries = npz_entries(path)
+    if how == "empty":
+        path.write_bytes(b"")
+        return "empty file"
+    if how == "text":
+        path.write_text("<html>404 Not Found</html>\n")
+        return "not an .npz file"
+    if how == "npy":  # one array saved under the .npz name: np.load returns an array, not an archive
+        with open(path, "wb") as f:
+            np.save(f, entries["images"])
+        return "not an .npz file"
+    if how == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        return "unreadable: BadZipFile"
+    if how == "zeroed":  # a valid .npz with the right entries, record and shape
+        entries["images"] = np.zeros_like(entries["images"])
+    elif how == "float_dtype":  # the same values as float32
+        entries["images"] = entries["images"].astype(np.float32)
+    elif how == "scaled_range":  # the same shape and dtype, values in 0..1 (as if stored after / 255)
+        entries["images"] = (entries["images"] > 127).astype(np.uint8)
+    elif how == "shuffled_names":
+        entries["characters"] = entries["characters"][::-1].copy()
+    elif how == "old_format":  # as written by learnfast before the record existed
+        entries.pop("meta", None)
+    elif how == "object_names":
+        entries["alphabets"] = entries["alphabets"].astype(object)
+    elif how == "other_source":
+        entries["meta"] = np.array(json.dumps({**json.loads(entries["meta"].item()), "source_sha256": "cd" * 32}))
+    elif how == "bad_meta":
+        entries["meta"] = np.array("not json")
+    else:
+        raise AssertionError(how)
+    np.savez(path, **entries)
+    return {
+        "zeroed": "do not match the digest", "float_dtype": "images are float32", "scaled_range": "do not match the digest",
+        "shuffled_names": "do not match the digest", "old_format": "no 'meta' entry", "object_names": "unreadable: ValueError",
+        "other_source": "made from an archive with sha256 " + "cd" * 32, "bad_meta": "not a JSON record",
+    }[how]
+
+
+DAMAGES = ["empty", "text", "npy", "truncated", "zeroed", "float_dtype", "scaled_range", "shuffled_names", "old_format",
+           "object_names", "other_source", "bad_meta"]
+
+
+def test_cache_round_trip(tmp_path):
+    archive, path = tiny_archive(), tmp_path / "c.npz"
+    omniglot._write_cache(path, archive, SOURCE_SHA)
+    again = omniglot._read_cache(path, SOURCE_SHA, 3)
+    assert np.array_equal(again.images, archive.images) and again.images.dtype == np.uint8
+    assert again.alphabets == archive.alphabets and again.characters == archive.characters
+    assert all(type(name) is str for name in again.alphabets + again.characters)
+    meta = json.loads(npz_entries(path)["meta"].item())
+    assert meta["source_sha256"] == SOURCE_SHA and meta["shape"] == [3, 20, 28, 28] and meta["dtype"] == "|u1"
+    assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_damaged_cache_is_refused_with_its_reason(tmp_path, how):
+    path = tmp_path / "c.npz"
+    omniglot._write_cache(path, tiny_archive(), SOURCE_SHA)
+    reason = damage(path, how)
+    with pytest.raises(omniglot._StaleCache, match=re.escape(reason)):
+        omniglot._read_cache(path, SOURCE_SHA, 3)
+
+
+def test_cache_of_another_size_is_refused(tmp_path):
+    path = tmp_path / "c.npz"
+    omniglot._write_cache(path, tiny_archive(4), SOURCE_SHA)
+    with pytest.raises(omniglot._StaleCache, match=r"images are uint8 \(4, 20, 28, 28\), expected uint8 \(3, 20, 28, 28\)"):
+        omniglot._read_cache(path, SOURCE_SHA, 3)
+
+
+@pytest.fixture
+def counted_decodes(decoded_evaluation, monkeypatch):
+    """Replaces the slow decode with the archive decoded once by ``decoded_evaluation``; counts the calls."""
+    calls = []
+
+    def read_zip(path, name):
+        calls.append(name)
+        return decoded_evaluation[1]
+
+    monkeypatch.setattr(omniglot, "_read_zip", read_zip)
+    return calls
+
+
+@pytest.mark.parametrize("how", ["empty", "text", "npy", "zeroed", "float_dtype", "old_format"])
+def test_damaged_cache_is_rebuilt_once_with_a_notice(data_root, decoded_evaluation, fresh_cache, counted_decodes, capsys, how):
+    cache, good = decoded_evaluation
+    (cached,) = cache.glob("omniglot_images_evaluation_*.npz")
+    target = fresh_cache / cached.name
+    shutil.copyfile(cached, target)
+    reason = damage(target, how)
+    archive = load_omniglot("images_evaluation", data_root)
+    assert counted_decodes == ["images_evaluation"]
+    assert np.array_equal(archive.images, good.images) and archive.images.dtype == np.uint8
+    err = capsys.readouterr().err
+    assert err.startswith(f"learnfast: rebuilding the Omniglot cache {target} (") and reason in err
+    assert err.count("\n") == 1 and err.endswith(")\n")
+    assert same_entries(target, cached)  # rewritten as a clean build writes it
+    assert sorted(p.name for p in fresh_cache.iterdir()) == [cached.name]
+    again = load_omniglot("images_evaluation", data_root)  # and now used as it is
+    assert counted_decodes == ["images_evaluation"] and capsys.readouterr().err == ""
     assert np.array_equal(again.images, good.images)
+
+
+def test_good_cache_is_used_without_decoding(data_root, decoded_evaluation, monkeypatch, capsys):
+    cache, good = decoded_evaluation
+    monkeypatch.setenv("LEARNFAST_CACHE", str(cache))
+
+    def no_decode(path, name):
+        raise AssertionError("a good cache was rebuilt")
+
+    monkeypatch.setattr(omniglot, "_read_zip", no_decode)
+    archive = load_omniglot("images_evaluation", data_root)
+    assert np.array_equal(archive.images, good.images) and archive.characters == good.characters
+    assert capsys.readouterr().err == ""
 
 
 def synthetic_evaluation_zip():

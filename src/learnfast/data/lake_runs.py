@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 from ..tasks import Task, task_at
-from ..train.evaluate import EvalResult, episode_scores
+from ..protocol import EvalResult, episode_scores
 from .omniglot import IMAGE_SIZE, OmniglotDataError, _decode
-from .root import data_root
+from .root import data_root, where_looked
 
 RUNS = 20
 WAYS = 20
@@ -60,7 +60,8 @@ def load_lake_runs(root: str | Path | None = None, verify: bool = True) -> Task:
     """Reads the 20 runs of ``<root>/omniglot/all_runs.zip`` as one batched :class:`Task`.
 
     Args:
-        root: data folder holding ``omniglot/``; defaults to ``$LEARNFAST_DATA``.
+        root: data folder holding ``omniglot/``, used as given; by default ``$LEARNFAST_DATA``, else the
+            first of ``./data`` and ``../shared/data`` holding ``omniglot/`` (see :mod:`learnfast.data.root`).
         verify: check the archive's SHA256 against the official file's.
 
     Returns:
@@ -69,11 +70,11 @@ def load_lake_runs(root: str | Path | None = None, verify: bool = True) -> Task:
         test images ``item01..20``, ``query_y (20, 20)``: each item's training class from ``class_labels.txt``.
         Raises :class:`OmniglotDataError`, naming the file and the fix, when it is missing or corrupt.
     """
-    folder = data_root(root) / "omniglot"
+    folder = data_root(root, "omniglot") / "omniglot"
     path = folder / ARCHIVE
     how = HOW_TO_GET.format(folder=folder.resolve())
     if not path.is_file():
-        raise OmniglotDataError(f"Lake's one-shot runs not found: {path.resolve()}. {how}")
+        raise OmniglotDataError(f"Lake's one-shot runs not found: {path.resolve()}. {where_looked(root, 'omniglot')} {how}")
     if verify and hashlib.sha256(path.read_bytes()).hexdigest() != SHA256:
         raise OmniglotDataError(f"{path} does not match the official {ARCHIVE} (sha256 {SHA256}); it is corrupt or altered. "
                                 f"{how} (pass verify=False to read an unlisted copy whose layout is right)")
