@@ -54,24 +54,36 @@ def test_train_then_eval_json(trained_run, capsys):
     assert report["checkpoint"] == str(ckpt)
 
 
-def test_train_prints_summary(tmp_path, capsys):
+def test_train_prints_json_summary(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY_SINE, "--out", str(out), "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    summary = json.loads(lines[0])
+    assert summary["out"] == str(out) and summary["iteration"] == 3 and summary["best_iteration"] == 3
+
+
+def test_train_prints_a_human_summary(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *TINY_SINE, "--out", str(out)]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["out"] == str(out) and summary["iteration"] == 3
+    text = capsys.readouterr().out
+    assert "3 iterations" in text and "best validation mse" in text and "at iteration 3" in text
+    assert str(out / "best.safetensors") in text and str(out / "last.safetensors") in text
 
 
 def test_train_with_test_episodes(tmp_path, capsys):
     assert main(["train", *TINY_SINE, "--out", str(tmp_path / "run"), "--test-episodes", "5"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert json.loads(lines[0])["iteration"] == 3
     assert lines[-1].startswith("test (sinusoid/") and "5 episodes" in lines[-1]
+    assert main(["train", *TINY_SINE, "--out", str(tmp_path / "run"), "--test-episodes", "5", "--json", "--overwrite"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["iteration"] == 3 and report["test"]["episodes"] == 5
 
 
 def test_train_resume_continues(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *TINY_SINE, "--out", str(out)]) == 0
-    assert main(["train", *TINY_SINE, "--out", str(out), "--iterations", "5", "--resume"]) == 0
+    assert main(["train", *TINY_SINE, "--out", str(out), "--iterations", "5", "--resume", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["iteration"] == 5
 

@@ -5,6 +5,7 @@ import argparse
 import json
 import math
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from .data.omniglot import OmniglotDataError
 from .train.checkpoint import CheckpointError
 from .train.config import ConfigError, RunConfig, list_configs, load_config, tomllib
+from .train.run_folder import RunFolderError
 
 # flag -> (section, key, type)
 TRAIN_FLAGS = {
@@ -24,6 +26,8 @@ TRAIN_FLAGS = {
 }
 
 
+DATA_ROOT_HELP = ("data folder holding omniglot/ etc.; default: $LEARNFAST_DATA, else the first of ./data and "
+                  "../shared/data that holds the dataset")
 FLAG_HELP = {"precision": "train.precision: fp32 (default) or bf16 (autocast of the training step; evaluation stays fp32)"}
 
 
@@ -68,8 +72,15 @@ def _setup_process(args: argparse.Namespace) -> None:
     keep_freed_memory()
 
 
+def printable(text: Any) -> str:
+    """``text`` with control, format (bidi) and other non-printing characters escaped, for the terminal;
+    names read from a checkpoint or config are untrusted."""
+    return "".join(c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train.build import build_source
+    from .train.restore import evaluation_seed, evaluation_source
+    from .train.checkpoint import load_checkpoint, restore_weights
     from .train.evaluate import evaluate
     from .train.trainer import Trainer
 
@@ -78,60 +89,73 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{cfg.name}")
     command = "learnfast " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     trainer = Trainer(cfg, out, data_root=args.data_root, progress=not args.no_progress, command=command)
-    summary = trainer.fit(resume=args.resume)
-    print(json.dumps({"out": str(out), **summary}))
+    summary = trainer.fit(resume=args.resume, overwrite=args.overwrite)
+    for warning in summary["warnings"]:
+        print(f"learnfast train: warning: {warning}", file=sys.stderr)
+    report: dict[str, Any] = {"out": str(out), **summary}
     if args.test_episodes:
-        from .train.checkpoint import load_checkpoint
-
-        trainer.algorithm.load_state_dict(load_checkpoint(out / "best.safetensors").weights)
+        best = out / "best.safetensors"
+        restore_weights(trainer.algorithm, load_checkpoint(best).weights, best)
+        result = evaluate(trainer.algorithm, evaluation_source(cfg, "test", args.data_root), trainer.metric,
+                          args.test_episodes, seed=evaluation_seed(cfg, "test"), progress=not args.no_progress)
+        report["test"] = {"mean": result.mean, "ci95": result.ci95, "episodes": result.episodes}
+    if args.json:
+        print(json.dumps(_strict(report)))
+        return 0
+    metric = trainer.metric
+    best_at = "the pretraining phase's end" if summary["best_iteration"] is None else f"iteration {summary['best_iteration']}"
+    seconds = summary["train_seconds"]
+    took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+    print(f"{printable(cfg.name)}: {summary['iteration']} iterations in {took}; "
+          f"best validation {metric} {_score(metric, summary['best_score'])} at {best_at}")
+    print(f"  best: {out / 'best.safetensors'}\n  last: {out / 'last.safetensors'} (continue with --resume)\n"
+          f"  log:  {out / 'metrics.jsonl'}")
+    if args.test_episodes:
         e = cfg.eval
-        result = evaluate(trainer.algorithm, build_source(cfg, "test", e.ways, e.shots, e.queries, args.data_root),
-                          trainer.metric, args.test_episodes, seed=e.seed, progress=not args.no_progress)
         print(f"test ({cfg.data.dataset}/{cfg.data.split}, {e.ways}-way {e.shots}-shot, best checkpoint): {result}")
     return 0
 
 
+def _score(metric: str, value: float) -> str:
+    return f"{100 * value:.2f} %" if metric == "accuracy" else f"{value:.4g}"
+
+
+def _strict(report: dict[str, Any]) -> dict[str, Any]:
+    """Strict JSON: a diverged (inf/nan) figure is reported as null."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in report.items()}
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .train.build import build_algorithm, build_source, metric_name
-    from .train.checkpoint import load_checkpoint
+    from .train.build import metric_name
     from .train.evaluate import evaluate
-    from .train.trainer import VAL_SEED
+    from .train.restore import evaluation_seed, evaluation_source, restore
 
     if args.part == "val" and (args.lake_runs or args.alphabet_distances):
         raise ConfigError("--lake-runs and --alphabet-distances score test alphabets; run them without --part val")
     _setup_process(args)
-    ckpt = load_checkpoint(args.checkpoint)
-    cfg = RunConfig.from_dict(ckpt.meta["config"], source=str(args.checkpoint))
-    for flag in ("ways", "shots", "queries"):
-        if getattr(args, flag) is not None:
-            cfg.override("eval", flag, getattr(args, flag))
-    if args.split:
-        cfg.override("data", "split", args.split)
-    algorithm = build_algorithm(cfg)
-    algorithm.load_state_dict(ckpt.weights)
+    restored = restore(args.checkpoint, args.ways, args.shots, args.queries, args.split)
+    algorithm, cfg, meta = restored.algorithm, restored.config, restored.meta
     e = cfg.eval
     episodes = args.episodes or e.episodes
-    default_seed = VAL_SEED if args.part == "val" else e.seed  # val: the episodes (and more) training validated on
-    seed = default_seed if args.seed is None else args.seed
+    seed = evaluation_seed(cfg, args.part) if args.seed is None else args.seed
     metric = metric_name(cfg)
-    source = build_source(cfg, args.part, e.ways, e.shots, e.queries, args.data_root)
-    result = evaluate(algorithm, source, metric, episodes, seed=seed, inner_steps=args.inner_steps, progress=not args.json)
+    source = evaluation_source(cfg, args.part, args.data_root)
+    progress = not args.no_progress
+    result = evaluate(algorithm, source, metric, episodes, seed=seed, inner_steps=args.inner_steps, progress=progress)
     report = {
         "algorithm": cfg.algorithm["name"], "dataset": cfg.data.dataset,
         "split": cfg.data.split if cfg.data.dataset == "omniglot" else None,
         "ways": e.ways if metric == "accuracy" else None, "shots": e.shots, "queries": e.queries,
         "part": args.part, "episodes": result.episodes, "seed": seed, "metric": metric, "mean": result.mean, "ci95": result.ci95,
         "inner_steps": args.inner_steps, "checkpoint": str(args.checkpoint),
-        "iteration": ckpt.meta.get("iteration"), "train_seconds": ckpt.meta.get("train_seconds"),
+        "iteration": meta.get("iteration"), "train_seconds": meta.get("train_seconds"),
     }
-    from .algorithms.mann import MANN, PAPER_INSTANCES, instance_accuracy
-
-    if isinstance(algorithm, MANN):  # the paper's per-instance table (1st, 2nd, ... time a class is seen)
-        wanted = [k for k in PAPER_INSTANCES if k <= e.shots]
-        table = instance_accuracy(algorithm, source, episodes, seed, instances=wanted)
-        report["instance_accuracy"] = {str(k): v for k, v in table.items()}
-        if not args.json:
-            print("per-instance accuracy: " + ", ".join(f"{k}: {100 * v:.1f}%" for k, v in table.items()))
+    extra = algorithm.extra_report(source, episodes, seed)  # e.g. MANN's per-instance table
+    report.update(extra)
+    if not args.json:
+        for key, value in extra.items():
+            print(f"{key.replace('_', ' ')}: " + (", ".join(f"{k}: {100 * v:.1f}%" for k, v in value.items())
+                                                 if isinstance(value, dict) else str(value)))
     if args.lake_runs:
         from .data.lake_runs import evaluate_lake_runs
 
@@ -149,10 +173,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(f"task-embedding distance: same alphabet {d['same']:.4f}, different alphabets {d['different']:.4f} (ratio {d['ratio']:.3f})")
     if not math.isfinite(result.mean):
         print(f"warning: the {metric} is not finite: adaptation diverged on some episode (try fewer --inner-steps)", file=sys.stderr)
-    # strict JSON: a diverged (inf/nan) figure is reported as null
-    report = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in report.items()}
     where = " (validation classes)" if args.part == "val" else ""
-    print(json.dumps(report) if args.json else f"{cfg.name}{where}: {result}")
+    print(json.dumps(_strict(report)) if args.json else f"{printable(cfg.name)}{where}: {result}")
     return 0
 
 
@@ -181,18 +203,20 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .algorithms import ALGORITHMS
     from .models import BACKBONES
     from .train.build import DATASETS
+    from .train.zoo import zoo_listing
 
     listing = {
         "algorithms": {name: (cls.__doc__ or "").strip().splitlines()[0] for name, cls in ALGORITHMS.items()},
-        "datasets": DATASETS, "backbones": BACKBONES, "configs": list_configs(),
+        "datasets": DATASETS, "backbones": BACKBONES, "configs": list_configs(), "zoo": zoo_listing(Path(args.zoo)),
     }
     if args.json:
         print(json.dumps(listing))
         return 0
     for section, items in listing.items():
-        print(f"{section}:")
+        print(f"{section}:" if section != "zoo" else f"zoo ({args.zoo}; evaluate with `learnfast eval {args.zoo}/FILE`):")
+        width = max((len(item) for item in items), default=0)
         for item in items:
-            print(f"  {item:24s} {items[item]}" if isinstance(items, dict) else f"  {item}")
+            print(printable(f"  {item:{width}s}  {items[item]}" if isinstance(items, dict) else f"  {item}"))
     return 0
 
 
@@ -216,55 +240,80 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override any config value, e.g. algorithm.inner_lr=0.4")
     train.add_argument("--out", help="run folder (default runs/CONFIG_NAME)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors (same config; --iterations and the [train] lr schedule may change)")
-    train.add_argument("--test-episodes", type=int, default=0, help="after training, evaluate the best checkpoint on this many test episodes")
-    train.add_argument("--data-root", help="folder holding omniglot/ (default $LEARNFAST_DATA)")
-    train.add_argument("--threads", type=int, help="torch CPU threads")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--overwrite", action="store_true", help="start over in an existing run folder, deleting its checkpoints and log "
+                       "(without --resume or --overwrite, an existing run folder is an error)")
+    train.add_argument("--test-episodes", type=at_least(0), default=0, help="after training, evaluate the best checkpoint on this many test episodes")
+    train.add_argument("--data-root", help=DATA_ROOT_HELP)
+    train.add_argument("--threads", type=at_least(1), help="torch CPU threads")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--json", action="store_true", help="end with one JSON object (the last record, best score, paths) instead of the summary")
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint on fixed, seeded test episodes (mean ± 95%% CI)")
     ev.add_argument("checkpoint", help="a .safetensors checkpoint (runs/NAME/best.safetensors, zoo/...)")
-    ev.add_argument("--episodes", type=int, help="number of episodes (default: the config's, 600 or 1000)")
-    ev.add_argument("--seed", type=int, help="seed of the fixed episode set (default: the config's, 0; with --part val, "
+    ev.add_argument("--episodes", type=at_least(1), help="number of episodes (default: the config's, 600 or 1000)")
+    ev.add_argument("--seed", type=at_least(0), help="seed of the fixed episode set (default: the config's, 0; with --part val, "
                     "the seed of training's validation episodes)")
     ev.add_argument("--part", choices=("test", "val"), default="test",
                     help="which classes to draw episodes from: test (default), or val to choose among checkpoints "
                     "without touching the test classes")
-    ev.add_argument("--ways", type=int, help="override eval ways")
-    ev.add_argument("--shots", type=int, help="override eval shots")
-    ev.add_argument("--queries", type=int, help="override eval queries per class")
+    ev.add_argument("--ways", type=at_least(1), help="override eval ways")
+    ev.add_argument("--shots", type=at_least(1), help="override eval shots")
+    ev.add_argument("--queries", type=at_least(1), help="override eval queries per class")
     ev.add_argument("--split", help="override the class split (omniglot: vinyals | lake)")
     ev.add_argument("--lake-runs", action="store_true", help="also score Lake's 20 within-alphabet 20-way one-shot runs (all_runs.zip)")
-    ev.add_argument("--alphabet-distances", type=int, metavar="EPISODES", help="also compare task embeddings (embed_task, e.g. tadam) of "
+    ev.add_argument("--alphabet-distances", type=at_least(1), metavar="EPISODES", help="also compare task embeddings (embed_task, e.g. tadam) of "
                     "EPISODES test episodes per alphabet: mean distance within vs across alphabets")
-    ev.add_argument("--inner-steps", type=int, help="test-time adaptation steps (gradient-based methods)")
-    ev.add_argument("--data-root", help="folder holding omniglot/ (default $LEARNFAST_DATA)")
-    ev.add_argument("--threads", type=int, help="torch CPU threads")
-    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--inner-steps", type=at_least(0), help="test-time adaptation steps (gradient-based methods)")
+    ev.add_argument("--data-root", help=DATA_ROOT_HELP)
+    ev.add_argument("--threads", type=at_least(1), help="torch CPU threads")
+    ev.add_argument("--json", action="store_true", help="print one JSON object (progress stays on stderr)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_eval)
 
-    ls = sub.add_parser("list", help="list algorithms, datasets, backbones and named configs")
+    ls = sub.add_parser("list", help="list algorithms, datasets, backbones, named configs and the zoo's checkpoints")
     ls.add_argument("--json", action="store_true", help="print one JSON object")
+    ls.add_argument("--zoo", default="zoo", help="folder of shipped checkpoints (default ./zoo)")
     ls.set_defaults(func=cmd_list)
 
     demo = sub.add_parser("demo", help="the main job: sinusoid MAML vs. pretrained table + plot, and the zoo's Omniglot ProtoNet")
     demo.add_argument("--out", default="demo_out", help="folder for the plot and results")
     demo.add_argument("--zoo", default="zoo", help="folder of shipped checkpoints")
-    demo.add_argument("--data-root", help="folder holding omniglot/ (default $LEARNFAST_DATA)")
+    demo.add_argument("--data-root", help=DATA_ROOT_HELP)
     demo.set_defaults(func=cmd_demo)
     return parser
 
 
+def at_least(low: int):
+    """An argparse type: an int ``>= low``, else a usage error naming the bound."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} must be >= {low}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .train.trainer import TrainingInterrupted
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, OmniglotDataError, FileNotFoundError, ValueError, FloatingPointError) as err:
-        print(f"learnfast {args.command}: error: {err}", file=sys.stderr)
+    except (ConfigError, CheckpointError, OmniglotDataError, RunFolderError, FileNotFoundError, ValueError,
+            FloatingPointError) as err:
+        print(printable(f"learnfast {args.command}: error: {err}"), file=sys.stderr)
         return 2
+    except TrainingInterrupted as stop:
+        print(printable(f"learnfast {args.command}: {stop}"), file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
-        print("interrupted; resume with the same command plus --resume", file=sys.stderr)
-        return 130
+        print(f"learnfast {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def run_demo(out: Path, data_root: str | None, zoo: Path) -> int:
     _plot(models, source, out / "sinusoid_adaptation.png")
     print(f"      adaptation plot: {out / 'sinusoid_adaptation.png'}")
 
-    print(f"[3/3] zoo Prototypical Network on Omniglot (Vinyals split, {OMNIGLOT_EPISODES} fixed test episodes; README uses 1000)")
+    print(f"[3/3] zoo Prototypical Network on Omniglot (Vinyals split, {OMNIGLOT_EPISODES} fixed test episodes; docs/results.md uses 1000)")
     ckpt_path = zoo / "protonet-omniglot.safetensors"
     try:
         cfg, protonet = _load(ckpt_path)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from pathlib import Path
 
 import torch
@@ -12,7 +13,7 @@ from ..data.regression import SinusoidTasks
 from ..episodes import EpisodeSampler, EpisodeSpec
 from ..models import Frozen, build_backbone, unwrap
 from .checkpoint import load_checkpoint
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, check_range, hint_name, matches_hint
 from .pretrain import ClassBatches
 
 DATASETS = {
@@ -20,6 +21,16 @@ DATASETS = {
     "sinusoid": "sinusoid regression y = A sin(x - phase), the MAML protocol",
 }
 REGRESSION = {"sinusoid"}
+# ranges of [algorithm] arguments, by name: one spelling per concept across the algorithms
+COUNTS = ("ways", "read_heads", "memory_slots", "memory_width", "controller_size", "relation_hidden",
+          "relation_channels", "generator_hidden", "base_hidden", "cg_steps")
+ARGUMENT_RANGES = {
+    **{name: {"min": 1} for name in COUNTS},
+    "inner_steps": {"min": 0}, "eval_inner_steps": {"min": 0}, "fce_steps": {"min": 0},
+    "inner_lr": {"min": 0.0}, "cg_damping": {"min": 0.0}, "gamma": {"min": 0.0},
+    "implicit_lambda": {"positive": True}, "scale": {"positive": True}, "metric_scale": {"positive": True},
+    "attention_scale": {"positive": True}, "initial_strength": {"positive": True},
+}
 
 
 def metric_name(cfg: RunConfig) -> str:
@@ -39,6 +50,7 @@ def build_algorithm(cfg: RunConfig, seed: int | None = None) -> Algorithm:
     unknown = set(args) - accepted
     if unknown:
         raise ConfigError(f"[algorithm] {name} does not take {sorted(unknown)}; it takes {sorted(accepted)}")
+    check_algorithm_args(cls, args)
     if "ways" in accepted:  # an algorithm that sizes its own output layer
         args.setdefault("ways", cfg.train.ways)
         if max(cfg.train.ways, cfg.eval.ways) > args["ways"]:
@@ -67,6 +79,15 @@ def build_algorithm(cfg: RunConfig, seed: int | None = None) -> Algorithm:
         if cfg.model.freeze:
             model = Frozen(model)
         return cls(model=model, **args)  # layers the algorithm adds (relation module, LSTMs) are seeded too
+
+
+def check_algorithm_args(cls: type[Algorithm], args: dict) -> None:
+    """Each ``[algorithm]`` value against the constructor's annotation and ``ARGUMENT_RANGES``; the key is named."""
+    hints = typing.get_type_hints(cls.__init__)
+    for key, value in args.items():
+        if key in hints and not matches_hint(value, hints[key]):
+            raise ConfigError(f"[algorithm] {key} = {value!r} should be {hint_name(hints[key])} ({cls.__name__})")
+        check_range(f"[algorithm] {key}", value, ARGUMENT_RANGES.get(key, {}))
 
 
 def load_backbone(algorithm: Algorithm, path: str | Path) -> None:

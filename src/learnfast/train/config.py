@@ -1,7 +1,9 @@
 """Run configuration: a TOML file (or flags) -> validated dataclasses. Unknown keys are errors."""
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -21,6 +23,16 @@ class ConfigError(ValueError):
     """A config file or flag is malformed; the message names the key and the fix."""
 
 
+def at_least(low: float, default: Any) -> Any:
+    """A dataclass field whose value must be ``>= low`` (checked by ``_section`` with the key named)."""
+    return field(default=default, metadata={"min": low})
+
+
+def positive(default: Any) -> Any:
+    """A dataclass field whose value must be ``> 0``."""
+    return field(default=default, metadata={"positive": True})
+
+
 @dataclass
 class DataConfig:
     dataset: str = "omniglot"  # omniglot | sinusoid
@@ -30,28 +42,28 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     backbone: str = "conv4"  # conv4 | conv4-strided | conv4-maps | mlp
-    hidden: int | None = None  # channels / units; backbone default when unset
+    hidden: int | None = at_least(1, None)  # channels / units; backbone default when unset
     init: str | None = None  # a learnfast checkpoint whose backbone weights (model.*) start the run
     freeze: bool = False  # keep the backbone fixed: no gradients, never in training mode
 
 
 @dataclass
 class TrainConfig:
-    ways: int = 5
-    shots: int = 1
-    queries: int = 15
-    meta_batch: int = 32
-    iterations: int = 1000
-    lr: float = 1e-3  # outer learning rate
+    ways: int = at_least(1, 5)
+    shots: int = at_least(1, 1)
+    queries: int = at_least(1, 15)
+    meta_batch: int = at_least(1, 32)
+    iterations: int = at_least(0, 1000)
+    lr: float = positive(1e-3)  # outer learning rate
     optimizer: str = "adam"  # outer optimizer: adam | sgd
-    momentum: float = 0.0  # sgd only
-    lr_halve_every: int = 0  # halve the outer lr every this many iterations (0: never)
+    momentum: float = at_least(0.0, 0.0)  # sgd only
+    lr_halve_every: int = at_least(0, 0)  # halve the outer lr every this many iterations (0: never)
     lr_anneal: bool = False  # decay the outer lr linearly to 0 over the iterations (Reptile)
-    hard_task_every: int = 0  # every this many meta-batches, one of hard tasks (Sun et al. 2019; 0: never)
+    hard_task_every: int = at_least(0, 0)  # every this many meta-batches, one of hard tasks (Sun et al. 2019; 0: never)
     precision: str = "fp32"  # fp32 | bf16 (autocast of the training step; evaluation stays fp32)
-    val_every: int = 500
-    val_episodes: int = 200
-    checkpoint_every: int = 100
+    val_every: int = at_least(1, 500)
+    val_episodes: int = at_least(1, 200)
+    checkpoint_every: int = at_least(1, 100)
     seed: int = 0
 
 
@@ -59,20 +71,20 @@ class TrainConfig:
 class PretrainConfig:
     """A classifier pretraining phase over all meta-training classes, before meta-training (0 iterations: none)."""
 
-    iterations: int = 0
-    batch_size: int = 64
-    lr: float = 1e-3
+    iterations: int = at_least(0, 0)
+    batch_size: int = at_least(1, 64)
+    lr: float = positive(1e-3)
     optimizer: str = "adam"  # adam | sgd
-    momentum: float = 0.0  # sgd only
+    momentum: float = at_least(0.0, 0.0)  # sgd only
     lr_anneal: bool = False  # decay the lr linearly to 0 over the iterations
 
 
 @dataclass
 class EvalConfig:
-    ways: int = 5
-    shots: int = 1
-    queries: int = 15
-    episodes: int = 600
+    ways: int = at_least(1, 5)
+    shots: int = at_least(1, 1)
+    queries: int = at_least(1, 15)
+    episodes: int = at_least(1, 600)
     seed: int = 0
 
 
@@ -115,7 +127,7 @@ class RunConfig:
             self.algorithm[key] = value
             return
         target = getattr(self, section)
-        _section(target, {key: value}, f"--{key}", into=target)
+        _section(target, {key: value}, f"[{section}]", into=target)
 
 
 def _section(default: Any, values: Any, where: str, into: Any = None) -> Any:
@@ -128,26 +140,64 @@ def _section(default: Any, values: Any, where: str, into: Any = None) -> Any:
     target = into if into is not None else default
     hints = typing.get_type_hints(type(default))
     for key, value in values.items():
-        allowed = _allowed_types(hints[key])
-        if not any(_is_instance(value, t) for t in allowed):
-            names = " or ".join("none" if t is type(None) else t.__name__ for t in allowed)
-            raise ConfigError(f"{where}: {key} = {value!r} should be of type {names}")
-        setattr(target, key, float(value) if float in allowed and isinstance(value, int) else value)
+        if not matches_hint(value, hints[key]):
+            raise ConfigError(f"{where}: {key} = {value!r} should be {hint_name(hints[key])}")
+        check_range(f"{where}: {key}", value, fields[key].metadata)
+        setattr(target, key, float(value) if _accepts_float(hints[key]) and type(value) is int else value)
     return target
 
 
-def _allowed_types(hint: Any) -> tuple[type, ...]:
+def check_range(what: str, value: Any, limits: Any) -> None:
+    """Raises ``ConfigError`` naming ``what`` if a number is not finite or outside ``limits`` (``min`` / ``positive``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if not math.isfinite(value):
+        raise ConfigError(f"{what} = {value!r} must be a finite number")
+    if "min" in limits and value < limits["min"]:
+        raise ConfigError(f"{what} = {value!r} must be >= {limits['min']}")
+    if limits.get("positive") and value <= 0:
+        raise ConfigError(f"{what} = {value!r} must be > 0")
+
+
+def _options(hint: Any) -> tuple[Any, ...]:
+    return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+
+
+def _accepts_float(hint: Any) -> bool:
+    return float in _options(hint)
+
+
+def matches_hint(value: Any, hint: Any) -> bool:
+    """Does a TOML value fit a type annotation? ``int`` is accepted for ``float``, ``bool`` is not an ``int``,
+    and a TOML array fits ``tuple[T, ...]`` / ``Sequence[T]`` / ``list[T]`` when every item fits ``T``."""
+    if hint is Any:
+        return True
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return typing.get_args(hint)
-    return (hint,)
-
-
-def _is_instance(value: Any, expected: type) -> bool:
+        return any(matches_hint(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    origin = typing.get_origin(hint)
+    if origin in (tuple, list, collections.abc.Sequence):
+        item_hints = [h for h in typing.get_args(hint) if h is not Ellipsis] or [Any]
+        return isinstance(value, (list, tuple)) and all(any(matches_hint(v, h) for h in item_hints) for v in value)
     if isinstance(value, bool):  # bool is an int subclass, but `ways = true` is a mistake
-        return expected is bool
-    if expected is float:
+        return hint is bool
+    if hint is float:
         return isinstance(value, (int, float))
-    return isinstance(value, expected)
+    return isinstance(hint, type) and isinstance(value, hint)
+
+
+def hint_name(hint: Any) -> str:
+    """``int | None`` -> "an int or none", for error messages."""
+    names = []
+    for h in _options(hint):
+        if h is type(None):
+            names.append("none")
+        elif typing.get_origin(h) in (tuple, list, collections.abc.Sequence):
+            names.append("a list")
+        else:
+            names.append(f"of type {getattr(h, '__name__', str(h))}")
+    return " or ".join(names)
 
 
 def load_config(name_or_path: str | Path) -> RunConfig:

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -36,15 +39,31 @@ from .hard_tasks import HardTasks
 from .optim import check_optimizer, make_optimizer, scheduled_lr, set_lr
 from .precision import autocast, check_precision
 from .pretrain import Pretraining, check_pretrain
+from .restore import VAL_SEED
+from .run_folder import RunLock, check_out_folder, prepare_run_folder
 
 LOG_EVERY = 10
-VAL_SEED = 12345  # validation episodes are fixed, and distinct from the default test seed
 PRETRAIN_SEED = 7919  # offset of the pretraining phase's seed from train.seed: its own batch stream
 PRETRAIN, META = "pretrain", "meta"
 HEAD = "pretrain_head."  # prefix of the pretraining classifier's weights in a pretrain-phase checkpoint
 RESCHEDULABLE = ("iterations", "lr", "lr_halve_every", "lr_anneal")  # [train] keys a --resume may change
 
 Callback = Callable[[int, dict[str, Any]], None]
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT / SIGTERM stopped a run; ``iteration`` is where ``path`` (last.safetensors) resumes from.
+
+    ``saved`` is False when a second signal stopped it in the middle of a step; ``path`` then holds
+    the last periodic checkpoint (``iteration``; ``None`` if there is none yet).
+    """
+
+    def __init__(self, signum: int, iteration: int | None, path: Path, phase: str, saved: bool) -> None:
+        self.signum, self.iteration, self.path, self.phase, self.saved = signum, iteration, path, phase, saved
+        where = "nothing to resume from yet" if iteration is None else (
+            f"{path} holds {'pretraining ' if phase == PRETRAIN else ''}iteration {iteration}; resume from it with the same command plus --resume")
+        super().__init__(f"{signal.Signals(signum).name}: stopped{'' if saved else ' at once'}; {where}")
 
 
 def check_config(cfg: RunConfig) -> None:
@@ -66,7 +85,7 @@ class Trainer:
     Args:
         cfg: the run configuration.
         out_dir: folder for checkpoints and ``metrics.jsonl``.
-        data_root: data folder (default ``$LEARNFAST_DATA``).
+        data_root: data folder (default: ``learnfast.data.root.data_root``'s search).
         progress: show a progress bar.
         command: the command line that started the run, stored in the checkpoints.
         callbacks: called as ``callback(iteration, record)`` after every iteration of either phase
@@ -108,13 +127,16 @@ class Trainer:
             batches = build_class_batches(cfg, data_root)
             self.pretraining = Pretraining(self.algorithm, batches, cfg.pretrain, seed=t.seed + PRETRAIN_SEED)
         self.phase = PRETRAIN if self.pretraining is not None else META
-        self.iteration, self.best, self.train_seconds = 0, -math.inf, 0.0
+        self.iteration, self.best, self.best_iteration, self.train_seconds = 0, -math.inf, None, 0.0
+        self.saved_at: int | None = None  # the (phase's) iteration last.safetensors holds
+        self.validation_pending = False  # a signal cut this iteration's validation short: do it on --resume
+        self._running, self._stepping, self._signal = False, False, None
 
     # -- checkpoints ------------------------------------------------------------------------
     def _meta(self, **extra: Any) -> dict[str, Any]:
         meta = {
             "config": self.cfg.to_dict(), "iteration": self.iteration, "best_score": self.best,
-            "train_seconds": self.train_seconds, "command": self.command, "metric": self.metric, "phase": self.phase, **extra,
+            "best_iteration": self.best_iteration, "train_seconds": self.train_seconds, "command": self.command, "metric": self.metric, "phase": self.phase, **extra,
         }
         if self.pretraining is not None:
             meta["pretrain_iteration"] = self.pretraining.iteration
@@ -129,7 +151,8 @@ class Trainer:
             weights = {**weights, **{HEAD + k: v for k, v in p.head_state().items()}}
             optimizer, rng["pretrain"] = p.optimizer, p.generator.get_state()
         save_checkpoint(self.out_dir / "last.safetensors", Checkpoint(
-            weights=weights, meta=self._meta(), optimizer=optimizer.state_dict(), rng=rng))
+            weights=weights, meta=self._meta(validation_pending=self.validation_pending), optimizer=optimizer.state_dict(), rng=rng))
+        self.saved_at = self._done()
 
     def _resume(self) -> None:
         path = self.out_dir / "last.safetensors"
@@ -160,7 +183,9 @@ class Trainer:
         self.algorithm.load_state_dict(weights)
         self.generator.set_state(ckpt.rng["train"])
         self.iteration, self.best = ckpt.meta["iteration"], ckpt.meta["best_score"]
-        self.train_seconds = ckpt.meta["train_seconds"]
+        self.best_iteration, self.train_seconds = ckpt.meta.get("best_iteration"), ckpt.meta["train_seconds"]
+        self.validation_pending = bool(ckpt.meta.get("validation_pending", False))
+        self.saved_at = self._done()
         if self.hard_tasks is not None:
             self.hard_tasks.failed = list(ckpt.meta["hard_task_failures"])
         log = self.out_dir / "metrics.jsonl"
@@ -174,14 +199,28 @@ class Trainer:
         return record["iteration"] <= self.iteration
 
     # -- the two kinds of step ------------------------------------------------------------------
+    def _done(self) -> int:
+        """Iterations done in the current phase."""
+        return self.pretraining.iteration if self.phase == PRETRAIN else self.iteration
+
+    def _kept(self) -> str:
+        """What a run stopped by a non-finite value leaves to resume from."""
+        path = self.out_dir / "last.safetensors"
+        if self.saved_at is None:
+            return f"no checkpoint was written yet ({path} does not exist): start again without --resume"
+        phase = "pretraining " if self.phase == PRETRAIN else ""
+        return f"{path} keeps {phase}iteration {self.saved_at}, the last with finite weights; --resume from it"
+
     def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, what: str, where: str, fix: str) -> None:
+        """One optimizer step; ``FloatingPointError`` (nothing saved) if the loss or the weights it leaves are not finite."""
         if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"{what} is {loss.item()} {where}; nothing after {self.out_dir / 'last.safetensors'} was saved. {fix} and --resume"
-            )
+            raise FloatingPointError(f"{what} is {loss.item()} {where}; {fix}. {self._kept()}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        weights = [p for group in optimizer.param_groups for p in group["params"]]
+        if weights and not bool(torch.stack([p.detach().isfinite().all() for p in weights]).all()):
+            raise FloatingPointError(f"the weights hold NaN or inf after the step {where}; {fix}. {self._kept()}")
 
     def _pretrain_step(self) -> dict[str, Any]:
         p = self.pretraining
@@ -211,46 +250,102 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------
     def validate(self) -> float:
-        result = evaluate(self.algorithm, self.val_source, self.metric, self.cfg.train.val_episodes, seed=VAL_SEED)
+        result = evaluate(self.algorithm, self.val_source, self.metric, self.cfg.train.val_episodes, seed=VAL_SEED,
+                          progress=self.progress)
         return result.mean
+
+    def _validate_into(self, record: dict[str, Any]) -> None:
+        """Validates at the current iteration, keeps ``best.safetensors`` and adds the score to ``record``."""
+        self.validation_pending = True  # until the score is in: a signal now leaves it for --resume
+        score = self.validate()
+        record["val_" + self.metric] = score
+        sign = 1.0 if self.metric == "accuracy" else -1.0  # best = highest accuracy / lowest MSE
+        if sign * score > self.best:
+            self.best, self.best_iteration = sign * score, self._done() if self.phase == META else None
+            save_checkpoint(self.out_dir / "best.safetensors", Checkpoint(
+                weights=self.algorithm.state_dict(), meta=self._meta(val_score=score)))
+        self.validation_pending = False
 
     def _run_phase(self, log: IO[str], total: int, val_every: int) -> dict[str, Any]:
         """Steps the current phase to ``total`` iterations: validation, checkpoints, log, callbacks."""
         t, phase = self.cfg.train, self.phase
         step = self._pretrain_step if phase == PRETRAIN else self._meta_step
-        done = (lambda: self.pretraining.iteration) if phase == PRETRAIN else (lambda: self.iteration)
-        sign = 1.0 if self.metric == "accuracy" else -1.0  # best = highest accuracy / lowest MSE
         desc = self.cfg.name if phase == META else f"{self.cfg.name} ({phase})"
-        bar = tqdm(total=total, initial=done(), desc=desc, unit="it", disable=not self.progress)
+        bar = tqdm(total=total, initial=self._done(), desc=desc, unit="it", disable=not self.progress)
         record: dict[str, Any] = {}
-        while done() < total:
+        if self.validation_pending:  # a signal cut the last validation short: it comes first
+            record = {"iteration": self._done(), **({"phase": phase} if phase == PRETRAIN else {})}
+            self._validate_into(record)
+            self._save_last()
+            log.write(json.dumps(record) + "\n")
+        while self._done() < total:
             started = time.perf_counter()
+            self._stepping = True
             record = step()
-            if done() % val_every == 0 or done() == total:
-                score = self.validate()
-                record["val_" + self.metric] = score
-                if sign * score > self.best:
-                    self.best = sign * score
-                    save_checkpoint(self.out_dir / "best.safetensors", Checkpoint(
-                        weights=self.algorithm.state_dict(), meta=self._meta(val_score=score)))
+            self._stepping = False
+            if self._done() % val_every == 0 or self._done() == total:
+                self._validate_into(record)
             self.train_seconds += time.perf_counter() - started
-            if done() % t.checkpoint_every == 0 or done() == total:
+            if self._done() % t.checkpoint_every == 0 or self._done() == total or self._signal is not None:
                 self._save_last()
-            if done() % LOG_EVERY == 0 or "val_" + self.metric in record:
+            if self._done() % LOG_EVERY == 0 or "val_" + self.metric in record or self._signal is not None:
                 log.write(json.dumps(record) + "\n")
                 log.flush()
             bar.update(1)
             bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k not in ("iteration", "lr", "phase")})
             for callback in self.callbacks:
-                callback(done(), record)
+                callback(self._done(), record)
+            if self._signal is not None:
+                raise TrainingInterrupted(self._signal, self.saved_at, self.out_dir / "last.safetensors", phase, saved=True)
         bar.close()
         return record
 
-    def fit(self, resume: bool = False) -> dict[str, Any]:
-        """Runs the remaining phases to their iterations; returns the final record (iteration, losses, best score)."""
+    # -- signals --------------------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """First SIGINT/SIGTERM inside a step: finish the step, save, stop. Elsewhere, or a second one: stop now
+        (``_signals_saved`` then saves the state between steps, or keeps the last checkpoint mid-step)."""
+        first = self._signal is None
+        self._signal = signum
+        if first and self._stepping:
+            return
+        raise KeyboardInterrupt
+
+    @contextmanager
+    def _signals_saved(self) -> Iterator[None]:
+        """SIGINT and SIGTERM save ``last.safetensors`` at the current iteration before the run stops."""
+        if threading.current_thread() is not threading.main_thread():  # only the main thread may handle signals
+            yield
+            return
+        previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
+        try:
+            yield
+        except KeyboardInterrupt:
+            signum = self._signal or signal.SIGINT
+            if not self._running or self._stepping:  # stopped in the middle of a step: its state is half-made, keep the last checkpoint
+                raise TrainingInterrupted(signum, self.saved_at, self.out_dir / "last.safetensors", self.phase, saved=False) from None
+            self._save_last()  # between steps: the state is whole (a cut validation is redone on --resume)
+            raise TrainingInterrupted(signum, self.saved_at, self.out_dir / "last.safetensors", self.phase, saved=True) from None
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def fit(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+        """Runs the remaining phases to their iterations; returns the final record (iteration, losses, best score).
+
+        The run folder is locked for the run's life (``run_folder.RunLock``). Without ``resume``, a folder
+        that already holds a run is an error, unless ``overwrite`` deletes that run first. SIGINT / SIGTERM
+        save ``last.safetensors`` at the current iteration and raise ``TrainingInterrupted``.
+        """
+        check_out_folder(self.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        if resume:
-            self._resume()
+        with RunLock(self.out_dir), self._signals_saved():
+            prepare_run_folder(self.out_dir, resume, overwrite)
+            if resume:
+                self._resume()
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
+        self._running = True  # from here on the state is whole between steps, and a signal saves it
         self.algorithm.train()
         record: dict[str, Any] = {}
         with open(self.out_dir / "metrics.jsonl", "a") as log:
@@ -262,7 +357,16 @@ class Trainer:
                 self._save_last()
             record = self._run_phase(log, self.cfg.train.iterations, self.cfg.train.val_every) or record
         sign = 1.0 if self.metric == "accuracy" else -1.0
-        return {**record, "best_score": sign * self.best, "train_seconds": self.train_seconds}
+        return {**record, "best_score": sign * self.best, "best_iteration": self.best_iteration,
+                "train_seconds": self.train_seconds, "warnings": self._warnings(sign * self.best)}
+
+    def _warnings(self, best: float) -> list[str]:
+        """A run that learned nothing: its best validation accuracy is near chance (1 / ways)."""
+        chance = 1.0 / self.cfg.eval.ways
+        if self.metric != "accuracy" or not math.isfinite(best) or best > chance + 0.1 * (1 - chance):
+            return []
+        return [f"the best validation accuracy, {100 * best:.1f} %, is near chance ({100 * chance:.1f} % at "
+                f"{self.cfg.eval.ways} ways): the run did not learn; check train.lr ({self.cfg.train.lr:g}) and the inner learning rate"]
 
 
 def _changed_keys(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
