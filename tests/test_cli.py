@@ -234,3 +234,24 @@ def test_train_from_a_frozen_init_then_eval(tmp_path, capsys):
     # a frozen ProtoNet has nothing left to meta-train
     assert main(["train", "--algorithm", "protonet", *common, "--out", str(tmp_path / "p")]) == 2
     assert "no parameters left to meta-train" in capsys.readouterr().err
+
+
+def test_eval_json_shows_progress_on_stderr_only(trained_run):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "learnfast", "eval", str(trained_run / "best.safetensors"), "--json",
+                             "--episodes", "30"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["episodes"] == 30  # stdout: exactly one JSON object
+    assert "eval:" in result.stderr and "/30 [" in result.stderr  # the progress bar
+
+
+def test_list_shows_every_zoo_checkpoint_with_its_headline(capsys):
+    from conftest import REPO_ROOT
+
+    assert main(["list", "--json", "--zoo", str(REPO_ROOT / "zoo")]) == 0
+    zoo = json.loads(capsys.readouterr().out)["zoo"]
+    assert set(zoo) == {p.name for p in (REPO_ROOT / "zoo").glob("*.safetensors")}
+    assert all("(no headline" not in headline for headline in zoo.values())
+    assert "99.06" in zoo["protonet-omniglot.safetensors"]

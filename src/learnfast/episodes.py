@@ -44,8 +44,11 @@ class EpisodeSampler:
         transform: applied to every sampled input batch ``(B, n, ...)``, e.g. uint8 -> float.
 
     Example:
-        >>> sampler = EpisodeSampler(x, y, EpisodeSpec(ways=5, shots=1, queries=15))
+        >>> images, labels = torch.rand(200, 1, 28, 28), torch.arange(10).repeat_interleave(20)  # 10 classes
+        >>> sampler = EpisodeSampler(images, labels, EpisodeSpec(ways=5, shots=1, queries=15))
         >>> batch = sampler.sample(32, torch.Generator().manual_seed(0))   # Task of (32, ...) tensors
+        >>> batch.support_x.shape, batch.query_y.shape
+        (torch.Size([32, 5, 1, 28, 28]), torch.Size([32, 75]))
     """
 
     def __init__(self, inputs: Tensor, labels: Tensor, spec: EpisodeSpec, classes: Tensor | None = None, transform=None) -> None:

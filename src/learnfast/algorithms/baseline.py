@@ -127,6 +127,7 @@ class Baseline(Algorithm):
         >>> baseline = Baseline(Conv4(), classifier="cosine", inner_steps=100)
         >>> head = baseline.pretrain_head(4400)     # the trainer's [pretrain] phase trains model + head
         >>> baseline(batch).shape                   # (B, Q, ways), each task with its own new head
+        torch.Size([2, 10, 5])
 
     References:
         Chen et al. (2019), https://arxiv.org/abs/1904.04232

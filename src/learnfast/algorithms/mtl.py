@@ -57,7 +57,8 @@ class MTL(Algorithm):
         inner_lr: SGD step size of the head's inner loop.
         inner_steps: inner steps while meta-training.
         eval_inner_steps: inner steps at test time (default: ``inner_steps``).
-        strategy: meta-batch execution, ``"loop"`` (reference) or ``"vmap"``.
+        strategy: meta-batch execution: ``"loop"`` (reference), ``"vmap"``, ``"threads"`` or ``"auto"``
+            (``algorithms/strategies.py``).
         memory: ``"second-order"``, ``"first-order"``, ``"checkpoint"`` (``strategy="loop"`` only)
             or ``"implicit"`` (iMAML on the head); see ``learnfast.inner``.
         implicit_lambda: iMAML's proximal strength lambda (``memory="implicit"``).

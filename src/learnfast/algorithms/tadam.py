@@ -92,6 +92,7 @@ class TADAM(Algorithm):
         >>> tadam = TADAM(Conv4())                          # FiLM after the 4 BatchNorm layers
         >>> tadam.meta_loss(batch).loss.backward()           # batch: Task of (B, ...) tensors
         >>> tadam.embed_task(batch).shape                    # (B, 64), for nearest-task look-up
+        torch.Size([2, 64])
     """
 
     needs_head = False

@@ -7,9 +7,14 @@ class split via ``classes=``); :func:`alphabet_distances` embeds episodes of eve
 compares the mean distance of same-alphabet and of different-alphabet pairs.
 
 Example:
-    >>> split = omniglot_split("lake", "test")
-    >>> samplers = alphabet_samplers(split, EpisodeSpec(5, 1, 5), transform=lambda x: (x.float() / 255).unsqueeze(-3))
-    >>> alphabet_distances(tadam.embed_task, samplers, episodes=10, generator=torch.Generator().manual_seed(0))
+    >>> import learnfast as lf
+    >>> from learnfast.data import omniglot_split
+    >>> tadam = lf.load("zoo/tadam-omniglot.safetensors")               # run from the repository root
+    >>> split = omniglot_split("vinyals", "test")                        # needs the Omniglot zips
+    >>> samplers = alphabet_samplers(split, EpisodeSpec(20, 1, 1), transform=lambda x: (x.float() / 255).unsqueeze(-3))
+    >>> d = alphabet_distances(tadam.embed_task, samplers, episodes=2, generator=torch.Generator().manual_seed(0))
+    >>> d.same < d.different
+    True
 """
 from __future__ import annotations
 
