@@ -165,12 +165,16 @@ def test_strategies_it_does_not_run_are_refused(strategy):
         Reptile(mlp(), strategy=strategy)
 
 
-def test_registered_and_named_config_builds():
+@pytest.mark.parametrize("name, shots, eval_batch", [("reptile-omniglot-5w1s", 1, 5), ("reptile-omniglot-5w5s", 5, 10)])
+def test_registered_and_named_configs_build_the_papers_recipe(name, shots, eval_batch):
     assert ALGORITHMS["reptile"] is Reptile
-    cfg = load_config("reptile-omniglot-5w1s")
+    cfg = load_config(name)
     reptile = build_algorithm(cfg)
-    assert isinstance(reptile, Reptile) and (reptile.inner_steps, reptile.eval_inner_steps) == (3, 5)
-    assert cfg.train.shots + cfg.train.queries == 15  # the paper's 15 training examples per class
+    assert isinstance(reptile, Reptile) and (reptile.inner_steps, reptile.eval_inner_steps) == (5, 50)
+    assert (reptile.inner_optimizer, reptile.inner_lr, reptile.inner_batch, reptile.eval_inner_batch) == ("adam", 1e-3, 10, eval_batch)
+    assert cfg.train.shots + cfg.train.queries == 10  # the paper's train-shots 10
+    assert (cfg.train.shots, cfg.eval.shots, cfg.train.meta_batch) == (shots, shots, 5)
+    assert (cfg.train.optimizer, cfg.train.lr, cfg.train.lr_anneal, cfg.train.iterations) == ("sgd", 1.0, True, 100000)
 
 
 def test_fomaml_config_builds_first_order_maml():
@@ -214,3 +218,100 @@ def test_inner_optimizer_is_a_config_key_and_checked():
     assert reptile.inner_optimizer == "adam" and reptile.inner.bn == "support"
     with pytest.raises(ValueError, match="unknown inner_optimizer 'rmsprop'"):
         Reptile(mlp(), inner_optimizer="rmsprop")
+
+
+# -- inner mini-batches (the paper's recipe) ---------------------------------------------------------
+from learnfast.inner import minibatch_order  # noqa: E402
+
+
+@pytest.mark.parametrize("n, size, steps", [(50, 10, 5), (12, 5, 7), (6, 6, 3), (7, 3, 1)])
+def test_minibatches_cover_each_example_once_per_epoch(n, size, steps):
+    order = minibatch_order(n, size, steps, torch.Generator().manual_seed(3))
+    assert order.shape == (steps, size)
+    flat = order.flatten().tolist()
+    for start in range(0, len(flat), n):
+        epoch = flat[start:start + n]
+        assert len(set(epoch)) == len(epoch), f"an example repeats within an epoch: {epoch}"
+    assert all(0 <= i < n for i in flat)
+
+
+def test_minibatches_are_seeded_and_the_fixed_order_needs_no_random_op():
+    a = minibatch_order(20, 4, 9, torch.Generator().manual_seed(1))
+    assert torch.equal(a, minibatch_order(20, 4, 9, torch.Generator().manual_seed(1)))
+    assert not torch.equal(a, minibatch_order(20, 4, 9, torch.Generator().manual_seed(2)))
+    fixed = minibatch_order(20, 4, 9, None)
+    assert torch.equal(fixed, minibatch_order(20, 4, 9, None))
+    assert sorted(fixed[:5].flatten().tolist()) == list(range(20))  # the first epoch is a permutation
+    under_vmap = torch.func.vmap(lambda x: x[minibatch_order(20, 4, 9, None)].sum())(torch.randn(3, 20))
+    assert under_vmap.shape == (3,)
+
+
+def test_minibatch_errors():
+    with pytest.raises(ValueError, match="larger than the task's 5 examples"):
+        minibatch_order(5, 6, 1, None)
+    with pytest.raises(ValueError, match="inner_batch must be >= 1"):
+        Reptile(mlp(), inner_batch=0)
+
+
+def oracle_phi_minibatch(model, tasks, inner_lr, steps, size, seed):
+    """Per task: torch.optim.Adam (beta1 = 0, fresh moments) on an nn.Module copy, one mini-batch per step."""
+    generator = torch.Generator().manual_seed(seed)
+    phis = []
+    for t in range(tasks.batch_size):
+        x = torch.cat([tasks.support_x[t], tasks.query_x[t]])
+        y = torch.cat([tasks.support_y[t], tasks.query_y[t]])
+        order = minibatch_order(len(x), size, steps, generator)
+        net = copy.deepcopy(model)
+        opt = torch.optim.Adam(net.parameters(), lr=inner_lr, betas=(0.0, 0.999))
+        for step in range(steps):
+            opt.zero_grad()
+            F.cross_entropy(net(x[order[step]]), y[order[step]]).backward()
+            opt.step()
+        phis.append(dict(net.named_parameters()))
+    return {k: torch.stack([phi[k].detach() for phi in phis]).mean(0) for k, _ in model.named_parameters()}
+
+
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_minibatch_pseudo_gradient_is_theta_minus_mean_phi(strategy):
+    model, tasks = mlp(), blobs(size=3)  # 3 ways x (2 + 4) examples = 18 per task
+    reptile = Reptile(copy.deepcopy(model), inner_lr=0.01, inner_steps=5, strategy=strategy, inner_optimizer="adam", inner_batch=4)
+    out = reptile.meta_loss(tasks, generator=torch.Generator().manual_seed(11))
+    out.loss.backward()
+    phi = oracle_phi_minibatch(model, tasks, 0.01, 5, 4, seed=11)
+    for k, p in model.named_parameters():
+        expected = p.detach() - phi[k]
+        assert expected.abs().max() > 1e-4, k
+        torch.testing.assert_close(reptile.get_parameter("model." + k).grad, expected, atol=1e-10, rtol=1e-8)
+
+
+def test_minibatches_differ_from_full_batch_and_follow_the_generator():
+    model, tasks = mlp(), blobs(size=2)
+    grads = []
+    for seed in (1, 1, 2):
+        reptile = Reptile(copy.deepcopy(model), inner_lr=0.1, inner_steps=3, inner_batch=5)
+        reptile.meta_loss(tasks, generator=torch.Generator().manual_seed(seed)).loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in reptile.parameters()]))
+    assert torch.equal(grads[0], grads[1]) and not torch.allclose(grads[0], grads[2])
+
+
+def test_eval_minibatches_are_deterministic():
+    reptile = Reptile(mlp(), inner_lr=0.1, inner_steps=3, eval_inner_batch=2).eval()
+    tasks = blobs(size=2)
+    assert torch.equal(reptile(tasks), reptile(tasks))
+    full = Reptile(mlp(), inner_lr=0.1, inner_steps=3).eval()
+    assert not torch.allclose(reptile(tasks), full(tasks))
+
+
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_training_fit_logging_keeps_the_pseudo_gradient_and_reports_phi_on_the_query(strategy):
+    model, tasks = mlp(), blobs(size=3)
+    logged = Reptile(copy.deepcopy(model), inner_lr=0.3, inner_steps=2, strategy=strategy)
+    fit = Reptile(copy.deepcopy(model), inner_lr=0.3, inner_steps=2, strategy=strategy, log_episode=False)
+    _, grads_logged = pseudo_gradient(logged, tasks)
+    out, grads_fit = pseudo_gradient(fit, tasks)
+    for k in grads_logged:
+        torch.testing.assert_close(grads_fit[k], grads_logged[k], atol=1e-14, rtol=0)
+    theta = {k: v.detach() for k, v in lf.params_of(model).items()}
+    x, y = torch.cat([tasks.support_x[0], tasks.query_x[0]]), torch.cat([tasks.support_y[0], tasks.query_y[0]])
+    phi0 = lf.adapt(model, theta, x, y, F.cross_entropy, 2, lf.sgd(0.3))
+    torch.testing.assert_close(out.predictions[0], lf.forward_with(model, phi0, tasks.query_x[0]))

@@ -374,3 +374,29 @@ def test_two_phase_kill_and_resume_is_bitwise_identical(tmp_path, data_root, kil
         ca, cb = load_checkpoint(tmp_path / "a" / name), load_checkpoint(tmp_path / "b" / name)
         assert ca.weights.keys() == cb.weights.keys()
         assert all(torch.equal(ca.weights[k], cb.weights[k]) for k in ca.weights), name
+
+
+def test_reptile_minibatches_come_from_the_trainer_generator_and_resume_exactly(tmp_path):
+    def cfg():
+        c = sinusoid_cfg(iterations=8, optimizer="sgd", lr=1.0, lr_anneal=True, checkpoint_every=4, val_every=100)
+        c.algorithm = {"name": "reptile", "inner_lr": 0.01, "inner_steps": 3, "inner_optimizer": "adam", "inner_batch": 3}
+        return c
+
+    straight = Trainer(cfg(), tmp_path / "a", progress=False)
+    straight.fit()
+
+    def crash_at_6(iteration, record):
+        if iteration == 6:
+            raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError):
+        Trainer(cfg(), tmp_path / "b", progress=False, callbacks=(crash_at_6,)).fit()
+    resumed = Trainer(cfg(), tmp_path / "b", progress=False)
+    resumed.fit(resume=True)
+    for k, v in straight.algorithm.state_dict().items():
+        assert torch.equal(resumed.algorithm.state_dict()[k], v), k
+    other = cfg()
+    other.train.seed = 4
+    different = Trainer(other, tmp_path / "c", progress=False)
+    different.fit()
+    assert not all(torch.equal(different.algorithm.state_dict()[k], v) for k, v in straight.algorithm.state_dict().items())

@@ -21,6 +21,10 @@ Memory options (``memory=``), for a meta-gradient of a loss computed from the re
 ``"implicit"``      iMAML: the loop solves ``L_support + lam/2 ||phi - theta||^2`` with no graph
                     at all; backward solves ``(I + H/lam) v = g`` by conjugate gradient
                     (``learnfast.implicit``). Memory does not depend on ``steps``.
+
+Inner mini-batches (``batches=``, Reptile's recipe): step ``k`` takes the support rows
+``batches[k]``; ``minibatch_order`` draws them, seeded, without replacement within an epoch over
+the task's examples (an epoch is one random permutation; a mini-batch may straddle two).
 """
 from __future__ import annotations
 
@@ -38,6 +42,30 @@ from .implicit import Implicit, check_implicit, implicit_solution, proximal
 from .tasks import Task
 
 State = Any
+
+
+def minibatch_order(n: int, batch_size: int, steps: int, generator: torch.Generator | None) -> Tensor:
+    """Row indices ``(steps, batch_size)`` of ``steps`` mini-batches over ``n`` examples.
+
+    The rows are consecutive epochs, each a fresh permutation of ``range(n)`` drawn from
+    ``generator``, cut into mini-batches: every example appears once per epoch, and a mini-batch
+    may run over into the next epoch (as the Reptile authors' ``_mini_batches`` does).
+    ``generator=None``: fixed permutations (a multiplicative hash, no random op, so it also runs
+    under ``vmap``), for test-time adaptation that must not depend on a seed.
+    """
+    if batch_size < 1 or n < 1:
+        raise ValueError(f"mini-batches need batch_size >= 1 and examples >= 1, got batch_size={batch_size}, n={n}")
+    if batch_size > n:
+        raise ValueError(f"a mini-batch of {batch_size} is larger than the task's {n} examples; use at most {n} "
+                         f"(or no mini-batches: the whole task every step)")
+    epochs = -(-steps * batch_size // n)  # ceil
+    if generator is None:
+        keys = (torch.arange(epochs * n) * 2654435761 + 97) % 4294967291  # Knuth's multiplicative hash
+        perms = [torch.argsort(keys[e * n:(e + 1) * n]) for e in range(epochs)]
+    else:
+        perms = [torch.randperm(n, generator=generator) for _ in range(epochs)]
+    order = torch.cat(perms) if perms else torch.zeros(0, dtype=torch.long)
+    return order[: steps * batch_size].view(steps, batch_size)
 """An update rule's state: a pytree of tensors (``()`` for stateless rules)."""
 
 MEMORY = ("second-order", "first-order", "checkpoint", "implicit")
@@ -126,6 +154,7 @@ def adapt(
     memory: str = "second-order",
     implicit: Implicit = Implicit(),
     step_params: Sequence[Params] = (),
+    batches: Tensor | None = None,
 ) -> Params:
     """Takes ``steps`` update-rule steps on the support loss and returns the adapted parameters.
 
@@ -145,6 +174,8 @@ def adapt(
         implicit: ``lam``, ``cg_steps`` and ``damping`` of ``memory="implicit"``.
         step_params: parameters overlaid on the forward pass of inner step ``k``:
             ``step_params[min(k, len - 1)]`` (per-step BatchNorm); they do not adapt.
+        batches: ``(steps, batch_size)`` support row indices, one mini-batch per step
+            (``minibatch_order``); default: every step takes the whole support set.
 
     Returns:
         ``Params``: all parameters, the adapted ones replaced; differentiable w.r.t. ``params``
@@ -161,12 +192,17 @@ def adapt(
     unknown = [k for k in keys if k not in params]
     if unknown:
         raise KeyError(f"adapt_keys {unknown} are not parameters of the model; known: {list(params)[:8]}...")
+    if batches is not None and (batches.dim() != 2 or batches.shape[0] < steps):
+        raise ValueError(f"batches must hold one row of support indices per step, shape (>= {steps}, batch_size); "
+                         f"got {tuple(batches.shape)}")
     if steps == 0:
         return dict(params)
     fast = {k: params[k] for k in keys}
     frozen = {k: v for k, v in params.items() if k not in fast}
 
     if memory == "implicit":
+        if batches is not None:
+            raise ValueError("memory='implicit' solves one proximal problem on the whole support set; drop batches")
         if len(step_params) > 1:
             raise ValueError("memory='implicit' needs one inner problem for all steps; per-step parameters change it every "
                              "step. Use bn='transductive' or 'support', or memory='second-order' / 'checkpoint'")
@@ -176,7 +212,7 @@ def adapt(
             phi = _run(model, theta, detach(frozen), support_x, support_y, loss_fn, steps, update, "first-order",
                        lambda f: proximal(f, theta, implicit.lam), ())
         return {**frozen, **implicit_solution(model, loss_fn, support_x, support_y, fast, frozen, phi, implicit)}
-    return {**frozen, **_run(model, fast, frozen, support_x, support_y, loss_fn, steps, update, memory, None, step_params)}
+    return {**frozen, **_run(model, fast, frozen, support_x, support_y, loss_fn, steps, update, memory, None, step_params, batches)}
 
 
 def _run(
@@ -191,11 +227,13 @@ def _run(
     memory: str,
     penalty: Callable[[Params], Tensor] | None,
     step_params: Sequence[Params],
+    batches: Tensor | None = None,
 ) -> Params:
     """The loop itself: ``steps`` steps from ``fast``; returns the adapted ``fast`` only."""
 
     def support_loss(fast_params: Params, step: int) -> Tensor:
-        loss = loss_fn(forward_with(model, {**frozen, **fast_params, **at_step(step_params, step)}, support_x), support_y)
+        x, y = (support_x, support_y) if batches is None else (support_x[batches[step]], support_y[batches[step]])
+        loss = loss_fn(forward_with(model, {**frozen, **fast_params, **at_step(step_params, step)}, x), y)
         return loss if penalty is None else loss + penalty(fast_params)
 
     checkpointed = memory == "checkpoint" and torch.is_grad_enabled()  # without a graph there is nothing to save
@@ -244,17 +282,19 @@ class InnerLoop(NamedTuple):
         update: InnerOptimizer,
         adapt_keys: Iterable[str] | None = None,
         step_params: Sequence[Params] = (),
+        batches: Tensor | None = None,
     ) -> Tensor:
         """Adapts ``params`` to ``task``'s support set and predicts its query set ``(Q, ...)``.
 
         ``step_params``: per-step overlays (``bn="per-step"``); their keys never adapt, and the
-        query forward after ``steps`` steps uses ``step_params[steps]`` (clamped).
+        query forward after ``steps`` steps uses ``step_params[steps]`` (clamped). ``batches``:
+        support mini-batches, one row of indices per step (``adapt``).
         """
         keys = list(params) if adapt_keys is None else list(adapt_keys)
         if step_params:
             keys = [k for k in keys if k not in step_params[-1]]  # per-step parameters are meta-learned only
         fast = adapt(model, params, task.support_x, task.support_y, loss_fn, steps, update, keys,
-                     memory=self.memory, implicit=self.implicit, step_params=step_params)
+                     memory=self.memory, implicit=self.implicit, step_params=step_params, batches=batches)
         return predict_query(model, {**fast, **at_step(step_params, steps)}, task.support_x, task.query_x, self.bn)
 
 

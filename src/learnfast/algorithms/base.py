@@ -168,8 +168,12 @@ class Algorithm(nn.Module):
             return threads_predict(self, meta_params, batch, steps)
         return torch.stack([self.task_predict(meta_params, task_at(batch, i), steps) for i in range(batch.batch_size)])
 
-    def meta_loss(self, batch: Task) -> MetaOutput:
-        """Mean query loss over the batch after adaptation; backward gives the meta-gradient."""
+    def meta_loss(self, batch: Task, generator: torch.Generator | None = None) -> MetaOutput:
+        """Mean query loss over the batch after adaptation; backward gives the meta-gradient.
+
+        ``generator``: randomness of the meta-loss itself, passed in by the trainer (Reptile's inner
+        mini-batches); algorithms whose meta-loss is deterministic given the batch do not draw from it.
+        """
         check_batch(batch)
         steps = self.default_steps()
         meta_params = self.meta_params()

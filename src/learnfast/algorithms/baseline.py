@@ -206,6 +206,6 @@ class Baseline(Algorithm):
             return vmap(fn)(*fields)
         return torch.stack([fn(*(f[i] for f in fields)) for i in range(fields[0].shape[0])])
 
-    def meta_loss(self, batch: Task) -> MetaOutput:
+    def meta_loss(self, batch: Task, generator: torch.Generator | None = None) -> MetaOutput:
         logits = self(batch)
         return MetaOutput(query_loss(self.loss_fn, logits, batch.query_y), logits.detach())

@@ -321,7 +321,7 @@ class MANN(Algorithm):
     def forward(self, batch: Task) -> Tensor:
         return self._run(batch)[1]
 
-    def meta_loss(self, batch: Task) -> MetaOutput:
+    def meta_loss(self, batch: Task, generator: torch.Generator | None = None) -> MetaOutput:
         sequence, query_logits = self._run(batch)
         logits = torch.cat([sequence.logits, query_logits], dim=1)  # (B, S+Q, N)
         targets = torch.cat([sequence.labels, batch.query_y], dim=1)

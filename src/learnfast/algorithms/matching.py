@@ -139,6 +139,6 @@ class MatchingNet(Algorithm):
         log_attention = self.attention_logits(batch).log_softmax(-1)  # (B, Q, S)
         return class_log_probs(log_attention, batch.support_y, int(batch.support_y.max()) + 1)
 
-    def meta_loss(self, batch: Task) -> MetaOutput:
+    def meta_loss(self, batch: Task, generator: torch.Generator | None = None) -> MetaOutput:
         log_probs = self(batch)
         return MetaOutput(query_loss(self.loss_fn, log_probs, batch.query_y), log_probs.detach())

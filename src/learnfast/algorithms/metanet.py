@@ -159,6 +159,6 @@ class MetaNet(Algorithm):
         imprinted = features @ classes.transpose(1, 2)  # (B, Q, N): the imprinted output weights
         return imprinted + torch.einsum("bqs,bsnh,bqh->bqn", attention, fast_classes, features)
 
-    def meta_loss(self, batch: Task) -> MetaOutput:
+    def meta_loss(self, batch: Task, generator: torch.Generator | None = None) -> MetaOutput:
         logits = self(batch)
         return MetaOutput(query_loss(self.loss_fn, logits, batch.query_y), logits.detach())

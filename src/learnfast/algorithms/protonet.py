@@ -41,6 +41,6 @@ class ProtoNet(Algorithm):
         z = per_task(self.model, torch.cat([batch.support_x, batch.query_x], dim=1))  # (B, S+Q, D)
         return -squared_distances(z[:, s:], prototypes(z[:, :s], batch.support_y, ways))
 
-    def meta_loss(self, batch: Task) -> MetaOutput:
+    def meta_loss(self, batch: Task, generator: torch.Generator | None = None) -> MetaOutput:
         logits = self(batch)
         return MetaOutput(query_loss(self.loss_fn, logits, batch.query_y), logits.detach())

@@ -145,7 +145,7 @@ class RelationNet(Algorithm):
         pairs = relation_pairs(z[:, s:], class_features(z[:, :s], batch.support_y, ways, self.class_reduction))
         return per_task(self.relation, pairs).unflatten(1, (q, ways))  # (B, Q*N) -> (B, Q, N)
 
-    def meta_loss(self, batch: Task) -> MetaOutput:
+    def meta_loss(self, batch: Task, generator: torch.Generator | None = None) -> MetaOutput:
         scores = self(batch)
         targets = F.one_hot(batch.query_y, scores.shape[-1]).to(scores.dtype)  # (B, Q, N)
         return MetaOutput(query_loss(self.loss_fn, scores, targets), scores.detach())

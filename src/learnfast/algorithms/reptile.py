@@ -17,8 +17,8 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from .._types import Params
-from ..functional import detach
-from ..inner import InnerOptimizer, adapt, adam, inner_loop, sgd
+from ..functional import detach, forward_with
+from ..inner import InnerOptimizer, adapt, adam, inner_loop, minibatch_order, sgd
 from ..tasks import Task, check_batch, task_at
 from .base import Algorithm, MetaOutput, inner_steps_pair, query_loss, submodule_params
 
@@ -29,12 +29,14 @@ INNER_OPTIMIZERS = ("sgd", "adam")
 class Reptile(Algorithm):
     """Reptile over any backbone whose output layer has ``ways`` units (or the regression width).
 
-    Meta-training "trains on the task": ``inner_steps`` full-batch SGD steps on the support and
-    query sets together (the paper samples mini-batches from the task's ``train_shots`` examples
-    per class; here the task's examples are all of them). ``meta_loss`` returns a loss whose
+    Meta-training "trains on the task": ``inner_steps`` steps on the support and query sets
+    together, full-batch or, with ``inner_batch``, on mini-batches of that many examples drawn
+    without replacement within an epoch (the paper: 5 Adam steps on mini-batches of 10 from 10
+    examples per class). ``meta_loss`` returns a loss whose
     gradient with respect to every meta-parameter is exactly ``theta - mean_over_tasks(phi_task)``
     and whose value is the query loss after adapting to the support set alone, the quantity a
-    test episode measures (this costs one extra inner loop on the support set per task).
+    test episode measures (one extra inner loop on the support set per task; ``log_episode=False``
+    logs the trained weights' fit to the query examples instead).
 
     Args:
         model: the network to meta-learn (a plain ``nn.Module``).
@@ -47,6 +49,14 @@ class Reptile(Algorithm):
             others of ``STRATEGIES`` are an error.
         inner_optimizer: ``"sgd"``, or ``"adam"`` as in the paper (``betas=(0, 0.999)``, step size
             ``inner_lr``; its moments start at zero for every task and every test episode).
+        inner_batch: examples per inner step while meta-training (default: all of the task's);
+            the mini-batches are drawn from ``meta_loss``'s ``generator``.
+        eval_inner_batch: examples per inner step at test time (default: the whole support set);
+            smaller batches take a fixed order (``inner.minibatch_order`` without a generator).
+        log_episode: ``meta_loss``'s value and predictions are a test episode's (the query set after
+            adapting to the support set alone: one more inner loop per task, about half the cost of
+            a meta-batch with the paper's recipe). ``False``: the query predictions of each task's
+            trained weights ``phi`` (which saw those examples), a training-fit figure at no extra cost.
         bn: BatchNorm policy at test time (``learnfast.batchnorm``): ``"transductive"`` (the
             query set normalised with its own batch statistics, the paper's transductive setting)
             or ``"support"`` (with the support set's, non-transductive). ``"per-step"`` does not
@@ -71,6 +81,9 @@ class Reptile(Algorithm):
         loss: str = "cross_entropy",
         strategy: str = "loop",
         inner_optimizer: str = "sgd",
+        inner_batch: int | None = None,
+        eval_inner_batch: int | None = None,
+        log_episode: bool = True,
         bn: str = "transductive",
     ) -> None:
         super().__init__(loss=loss, strategy=strategy)
@@ -79,8 +92,12 @@ class Reptile(Algorithm):
         if bn == "per-step":
             raise ValueError("Reptile cannot use bn='per-step': its pseudo-gradient theta - mean(phi) reaches only the "
                              "adapted parameters, so per-step copies would never learn; use bn='transductive' or 'support'")
+        for name, size in (("inner_batch", inner_batch), ("eval_inner_batch", eval_inner_batch)):
+            if size is not None and size < 1:
+                raise ValueError(f"{name} must be >= 1 (or None: every example each step), got {size}")
         self.model = model
         self.inner_lr, self.inner_optimizer = inner_lr, inner_optimizer
+        self.inner_batch, self.eval_inner_batch, self.log_episode = inner_batch, eval_inner_batch, log_episode
         self.inner_steps, self.eval_inner_steps = inner_steps_pair(inner_steps, eval_inner_steps)
         self.inner = inner_loop("second-order", False, bn, strategy)
 
@@ -88,28 +105,49 @@ class Reptile(Algorithm):
         return adam(self.inner_lr, betas=(0.0, 0.999)) if self.inner_optimizer == "adam" else sgd(self.inner_lr)
 
     def task_predict(self, meta_params: Params, task: Task, inner_steps: int) -> Tensor:
-        return self.inner.predict(self.model, submodule_params(meta_params), task, self.loss_fn, inner_steps, self.update_rule())
+        n, size = task.support_x.shape[0], self.eval_inner_batch
+        batches = None if size is None or size >= n else minibatch_order(n, size, inner_steps, None)
+        return self.inner.predict(self.model, submodule_params(meta_params), task, self.loss_fn, inner_steps,
+                                  self.update_rule(), batches=batches)
 
-    def train_on_task(self, theta: Params, x: Tensor, y: Tensor, steps: int) -> Params:
-        """``phi``: ``steps`` inner-optimizer steps from ``theta`` (detached) on one task's ``x (n, ...)``, ``y (n, ...)``."""
-        return adapt(self.model, theta, x, y, self.loss_fn, steps=steps, update=self.update_rule(), memory="first-order")
+    def train_on_task(self, theta: Params, x: Tensor, y: Tensor, steps: int, batches: Tensor | None = None) -> Params:
+        """``phi``: ``steps`` inner-optimizer steps from ``theta`` (detached) on one task's ``x (n, ...)``, ``y (n, ...)``
+        (on the rows ``batches[k]`` at step ``k``, if given)."""
+        return adapt(self.model, theta, x, y, self.loss_fn, steps=steps, update=self.update_rule(), memory="first-order",
+                     batches=batches)
 
-    def meta_loss(self, batch: Task) -> MetaOutput:
-        """Surrogate whose gradient is ``theta - mean(phi)``; value and predictions as a test episode sees them."""
+    def meta_loss(self, batch: Task, generator: torch.Generator | None = None) -> MetaOutput:
+        """Surrogate whose gradient is ``theta - mean(phi)``; value and predictions as a test episode sees them.
+
+        ``generator`` draws the inner mini-batches (``inner_batch``); default: a fresh one seeded 0.
+        """
         check_batch(batch)
         steps = self.default_steps()
         meta_params = self.meta_params()
         theta = detach(submodule_params(meta_params))
         x = torch.cat([batch.support_x, batch.query_x], dim=1)  # (B, S+Q, ...)
         y = torch.cat([batch.support_y, batch.query_y], dim=1)
+        batches = None
+        if self.inner_batch is not None:
+            generator = torch.Generator().manual_seed(0) if generator is None else generator
+            batches = torch.stack([minibatch_order(x.shape[1], self.inner_batch, steps, generator)
+                                   for _ in range(batch.batch_size)])  # (B, steps, inner_batch)
         if self.strategy == "vmap":
-            phi = vmap(lambda xi, yi: self.train_on_task(theta, xi, yi, steps))(x, y)  # each (B, *shape)
-            phi_mean = {k: v.mean(0) for k, v in phi.items()}
+            if batches is None:
+                phi = vmap(lambda xi, yi: self.train_on_task(theta, xi, yi, steps))(x, y)  # each (B, *shape)
+            else:
+                phi = vmap(lambda xi, yi, bi: self.train_on_task(theta, xi, yi, steps, bi))(x, y, batches)
         else:
-            phis = [self.train_on_task(theta, x[i], y[i], steps) for i in range(batch.batch_size)]
-            phi_mean = {k: torch.stack([p[k] for p in phis]).mean(0) for k in theta}
+            phis = [self.train_on_task(theta, x[i], y[i], steps, None if batches is None else batches[i])
+                    for i in range(batch.batch_size)]
+            phi = {k: torch.stack([p[k] for p in phis]) for k in theta}  # each (B, *shape)
+        phi_mean = {k: v.mean(0) for k, v in phi.items()}
         with torch.no_grad():
-            predictions = self(batch, steps)  # (B, Q, ...): adapted to the support set only
+            if self.log_episode:
+                predictions = self(batch, steps)  # (B, Q, ...): adapted to the support set only
+            else:  # the task-trained weights on the task's own query examples: a training-fit figure
+                predictions = torch.stack([forward_with(self.model, {k: v[i] for k, v in phi.items()}, batch.query_x[i])
+                                           for i in range(batch.batch_size)])
             real_loss = query_loss(self.loss_fn, predictions, batch.query_y)
         # d surrogate / d theta = theta - mean(phi), exactly; the value is replaced by the real loss
         surrogate = sum((p * (p.detach() - phi_mean[k[len(PREFIX):]])).sum() for k, p in meta_params.items())

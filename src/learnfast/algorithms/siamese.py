@@ -132,7 +132,7 @@ class SiameseNet(Algorithm):
         logits = weighted_l1_logits(z[:, s:], z[:, :s], self.distance)  # (B, Q, S)
         return self.class_scores(logits, batch.support_y, int(batch.support_y.max()) + 1)
 
-    def meta_loss(self, batch: Task) -> MetaOutput:
+    def meta_loss(self, batch: Task, generator: torch.Generator | None = None) -> MetaOutput:
         """Balanced binary cross-entropy over the episode's same/different pairs (see the class docstring)."""
         s = batch.support_x.shape[1]
         z = self.embed(batch)  # (B, S+Q, D)

@@ -159,6 +159,6 @@ class TADAM(Algorithm):
         z = per_task(lambda p, items: forward_with(self.model, p, items), params, x).flatten(2)  # (B, S+Q, D)
         return -self.metric_scale * squared_distances(z[:, s:], prototypes(z[:, :s], batch.support_y, ways))
 
-    def meta_loss(self, batch: Task) -> MetaOutput:
+    def meta_loss(self, batch: Task, generator: torch.Generator | None = None) -> MetaOutput:
         logits = self(batch)
         return MetaOutput(query_loss(self.loss_fn, logits, batch.query_y), logits.detach())

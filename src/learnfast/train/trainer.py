@@ -239,7 +239,7 @@ class Trainer:
         else:
             batch = self.train_source.sample(t.meta_batch, self.generator)
         with autocast(t.precision):
-            out = self.algorithm.meta_loss(batch)
+            out = self.algorithm.meta_loss(batch, generator=self.generator)
         self._update(self.optimizer, out.loss, "meta-loss", f"at iteration {self.iteration + 1}", "Lower train.lr or the inner learning rate")
         if self.hard_tasks is not None:
             self.hard_tasks.record(classes, out.predictions, batch.query_y)
