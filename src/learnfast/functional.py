@@ -6,6 +6,9 @@ distances, cosine similarities) are batched over tasks and shared by the metric-
 """
 from __future__ import annotations
 
+import math
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -83,3 +86,16 @@ class Mirror(nn.Module):
     def as_dict(self) -> Params:
         """The tensors keyed like the mirrored parameters (shared, not copied)."""
         return dict(self.named_parameters())
+
+
+def preprocess_gradient(x: Tensor, p: float = 10.0) -> Tensor:
+    """The log-magnitude / sign preprocessing of learned optimizers, elementwise: ``(...,) -> (..., 2)``.
+
+    ``(log|x| / p, sign x)`` where ``|x| >= e^-p``, else ``(-1, e^p x)``: gradients of very
+    different scales reach an LSTM as inputs of similar size (Andrychowicz et al. 2016, appendix A;
+    Ravi & Larochelle 2017 use the same for the gradient and the loss).
+    """
+    big = x.abs() >= math.exp(-p)
+    log_part = torch.where(big, x.abs().clamp_min(math.exp(-p)).log() / p, torch.full_like(x, -1.0))
+    sign_part = torch.where(big, torch.sign(x), math.exp(p) * x)
+    return torch.stack([log_part, sign_part], dim=-1)

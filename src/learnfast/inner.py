@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.func import grad
+from torch.func import grad, grad_and_value
 from torch.utils.checkpoint import checkpoint
 
 from ._types import LossFn, Params
@@ -42,6 +42,7 @@ from .implicit import Implicit, check_implicit, implicit_solution, proximal
 from .tasks import Task
 
 State = Any
+"""An update rule's state: a pytree of tensors (``()`` for stateless rules)."""
 
 
 def minibatch_order(n: int, batch_size: int, steps: int, generator: torch.Generator | None) -> Tensor:
@@ -66,7 +67,7 @@ def minibatch_order(n: int, batch_size: int, steps: int, generator: torch.Genera
         perms = [torch.randperm(n, generator=generator) for _ in range(epochs)]
     order = torch.cat(perms) if perms else torch.zeros(0, dtype=torch.long)
     return order[: steps * batch_size].view(steps, batch_size)
-"""An update rule's state: a pytree of tensors (``()`` for stateless rules)."""
+
 
 MEMORY = ("second-order", "first-order", "checkpoint", "implicit")
 
@@ -75,11 +76,14 @@ class InnerOptimizer(NamedTuple):
     """An inner-loop update rule as a pair of pure functions (optax's ``GradientTransformation``).
 
     ``init(params) -> state``; ``update(grads, state, params, step) -> (new_params, new_state)``,
-    ``step`` counting from 0. Neither mutates its inputs.
+    ``step`` counting from 0. Neither mutates its inputs. A rule with ``uses_loss=True`` (Meta-LSTM,
+    whose input includes the loss) is called ``update(grads, state, params, step, loss)`` with the
+    step's support loss, a scalar tensor.
     """
 
     init: Callable[[Params], State]
-    update: Callable[[Params, State, Params, int], tuple[Params, State]]
+    update: Callable[..., tuple[Params, State]]
+    uses_loss: bool = False
 
 
 def sgd(lr: float | Params) -> InnerOptimizer:
@@ -134,11 +138,12 @@ def resolve_memory(memory: str, first_order: bool) -> str:
     return "first-order" if first_order else memory
 
 
-def _autograd_grads(loss_fn: Callable[[Params], Tensor], fast: Params) -> Params:
-    """``grad(loss_fn)(fast)`` with a differentiable graph, by ``torch.autograd`` (checkpoint regions forbid ``torch.func``)."""
+def _autograd_grads(loss_fn: Callable[[Params], Tensor], fast: Params) -> tuple[Params, Tensor]:
+    """``grad_and_value(loss_fn)(fast)`` with a differentiable graph, by ``torch.autograd`` (checkpoint regions forbid ``torch.func``)."""
     leaves = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in fast.items()}
-    grads = torch.autograd.grad(loss_fn(leaves), list(leaves.values()), create_graph=True, allow_unused=True, materialize_grads=True)
-    return dict(zip(leaves, grads))
+    loss = loss_fn(leaves)
+    grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=True, allow_unused=True, materialize_grads=True)
+    return dict(zip(leaves, grads)), loss
 
 
 def adapt(
@@ -240,11 +245,13 @@ def _run(
 
     def one_step(fast_params: Params, state: State, step: int) -> tuple[Params, State]:
         if checkpointed:
-            grads = _autograd_grads(lambda f: support_loss(f, step), fast_params)
+            grads, loss = _autograd_grads(lambda f: support_loss(f, step), fast_params)
         else:
-            grads = grad(support_loss)(fast_params, step)
+            grads, loss = grad_and_value(support_loss)(fast_params, step)
         if memory == "first-order":
             grads = detach(grads)
+        if update.uses_loss:
+            return update.update(grads, state, fast_params, step, loss)
         return update.update(grads, state, fast_params, step)
 
     state = update.init(fast)

@@ -8,6 +8,7 @@ from .maml import MAML
 from .mann import MANN
 from .matching import MatchingNet
 from .metanet import MetaNet
+from .metalstm import MetaLSTM
 from .metasgd import MetaSGD
 from .mtl import MTL
 from .protonet import ProtoNet
@@ -23,6 +24,7 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
     "mann": MANN,
     "matching": MatchingNet,
     "metanet": MetaNet,
+    "metalstm": MetaLSTM,
     "metasgd": MetaSGD,
     "mtl": MTL,
     "protonet": ProtoNet,
@@ -32,4 +34,4 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
     "tadam": TADAM,
 }
 
-__all__ = ["ALGORITHMS", "ANIL", "Algorithm", "Baseline", "MAML", "MANN", "MatchingNet", "MetaNet", "MetaOutput", "MetaSGD", "MTL", "ProtoNet", "RelationNet", "Reptile", "SiameseNet", "TADAM"]
+__all__ = ["ALGORITHMS", "ANIL", "Algorithm", "Baseline", "MAML", "MANN", "MatchingNet", "MetaNet", "MetaLSTM", "MetaOutput", "MetaSGD", "MTL", "ProtoNet", "RelationNet", "Reptile", "SiameseNet", "TADAM"]
