@@ -16,6 +16,7 @@ from torch import Tensor
 from .algorithms import Algorithm
 from .tasks import Task
 from .train.build import metric_name
+from .train.distributed import resolve_device
 from .train.evaluate import EvalResult
 from .train.evaluate import evaluate as evaluate_source
 from .train.restore import evaluation_seed, evaluation_source, restore
@@ -27,6 +28,7 @@ def load(
     shots: int | None = None,
     queries: int | None = None,
     split: str | None = None,
+    device: str | torch.device = "cpu",
 ) -> Algorithm:
     """The algorithm of a learnfast checkpoint, weights and config restored, in eval mode.
 
@@ -35,13 +37,15 @@ def load(
             Nothing in it is executed.
         ways, shots, queries: override the evaluation episodes of the stored config (e.g. a 5-way
             checkpoint of a metric method tested at 20 ways); ``split`` the class split.
+        device: where the algorithm goes (``"cpu"``, ``"cuda"``, ``"auto"``); checkpoints load on any device.
 
     Returns:
         The algorithm (an ``nn.Module``); its run config is ``algorithm.run_config``.
     """
     restored = restore(path, ways, shots, queries, split)
-    restored.algorithm.run_config = restored.config
-    return restored.algorithm
+    algorithm = restored.algorithm.to(resolve_device(device))
+    algorithm.run_config = restored.config
+    return algorithm
 
 
 def evaluate(
@@ -81,8 +85,9 @@ def evaluate(
         metric = metric_name(cfg)
     else:
         metric = "accuracy" if algorithm.loss_name == "cross_entropy" else "mse"
+    device = next(algorithm.parameters()).device
     return evaluate_source(algorithm, source, metric, 600 if episodes is None else episodes, 0 if seed is None else seed,
-                           inner_steps=inner_steps, progress=progress)
+                           inner_steps=inner_steps, progress=progress, device=device)
 
 
 def predict(
@@ -106,7 +111,9 @@ def predict(
     n = query_x.shape[0]
     query_y = support_y.new_zeros((n, *support_y.shape[1:]))  # labels are not read when predicting
     inner = getattr(algorithm, "inner", None)
-    task = Task(support_x, support_y, query_x, query_y).unsqueeze()
+    device = next(algorithm.parameters()).device
+    task = Task(support_x, support_y, query_x, query_y).unsqueeze().to(device)
+    support_x, support_y, query_x, query_y = (field[0] for field in task)
     with torch.no_grad():
         if transductive:
             return algorithm(task, **kwargs)[0]

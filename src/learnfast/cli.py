@@ -13,6 +13,7 @@ from typing import Any
 from .data.omniglot import OmniglotDataError
 from .train.checkpoint import CheckpointError
 from .train.config import ConfigError, RunConfig, list_configs, load_config, tomllib
+from .train.distributed import DEVICES
 from .train.run_folder import RunFolderError
 
 # flag -> (section, key, type)
@@ -88,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)
     out = Path(args.out or f"runs/{cfg.name}")
     command = "learnfast " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    trainer = Trainer(cfg, out, data_root=args.data_root, progress=not args.no_progress, command=command)
+    trainer = Trainer(cfg, out, data_root=args.data_root, progress=not args.no_progress, command=command, device=args.device)
     summary = trainer.fit(resume=args.resume, overwrite=args.overwrite)
     for warning in summary["warnings"]:
         print(f"learnfast train: warning: {warning}", file=sys.stderr)
@@ -97,8 +98,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         best = out / "best.safetensors"
         restore_weights(trainer.algorithm, load_checkpoint(best).weights, best)
         result = evaluate(trainer.algorithm, evaluation_source(cfg, "test", args.data_root), trainer.metric,
-                          args.test_episodes, seed=evaluation_seed(cfg, "test"), progress=not args.no_progress)
+                          args.test_episodes, seed=evaluation_seed(cfg, "test"), progress=not args.no_progress,
+                          device=trainer.device, ranks=trainer.ranks)
         report["test"] = {"mean": result.mean, "ci95": result.ci95, "episodes": result.episodes}
+    if not trainer.ranks.main:  # under torchrun, rank 0 reports
+        return 0
     if args.json:
         print(json.dumps(_strict(report)))
         return 0
@@ -127,21 +131,27 @@ def _strict(report: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .train.build import metric_name
+    from .train.distributed import init_ranks, resolve_device
     from .train.evaluate import evaluate
     from .train.restore import evaluation_seed, evaluation_source, restore
 
     if args.part == "val" and (args.lake_runs or args.alphabet_distances):
         raise ConfigError("--lake-runs and --alphabet-distances score test alphabets; run them without --part val")
     _setup_process(args)
+    device = resolve_device(args.device)
+    ranks = init_ranks(device)
     restored = restore(args.checkpoint, args.ways, args.shots, args.queries, args.split)
-    algorithm, cfg, meta = restored.algorithm, restored.config, restored.meta
+    algorithm, cfg, meta = restored.algorithm.to(device), restored.config, restored.meta
     e = cfg.eval
     episodes = args.episodes or e.episodes
     seed = evaluation_seed(cfg, args.part) if args.seed is None else args.seed
     metric = metric_name(cfg)
     source = evaluation_source(cfg, args.part, args.data_root)
     progress = not args.no_progress
-    result = evaluate(algorithm, source, metric, episodes, seed=seed, inner_steps=args.inner_steps, progress=progress)
+    result = evaluate(algorithm, source, metric, episodes, seed=seed, inner_steps=args.inner_steps, progress=progress,
+                      device=device, ranks=ranks)
+    if not ranks.main:  # under torchrun, rank 0 reports
+        return 0
     report = {
         "algorithm": cfg.algorithm["name"], "dataset": cfg.data.dataset,
         "split": cfg.data.split if cfg.data.dataset == "omniglot" else None,
@@ -245,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--test-episodes", type=at_least(0), default=0, help="after training, evaluate the best checkpoint on this many test episodes")
     train.add_argument("--data-root", help=DATA_ROOT_HELP)
     train.add_argument("--threads", type=at_least(1), help="torch CPU threads")
+    train.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda, or auto (CUDA when there is one; default)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_argument("--json", action="store_true", help="end with one JSON object (the last record, best score, paths) instead of the summary")
     train.set_defaults(func=cmd_train)
@@ -267,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--inner-steps", type=at_least(0), help="test-time adaptation steps (gradient-based methods)")
     ev.add_argument("--data-root", help=DATA_ROOT_HELP)
     ev.add_argument("--threads", type=at_least(1), help="torch CPU threads")
+    ev.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda, or auto (CUDA when there is one; default)")
     ev.add_argument("--json", action="store_true", help="print one JSON object (progress stays on stderr)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_eval)

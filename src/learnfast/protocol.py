@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -46,15 +46,19 @@ def episode_generator(seed: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + index)
 
 
-def fixed_episodes(source, episodes: int, seed: int, batch_size: int) -> Iterator[Task]:
-    """Yields the fixed episode set of ``source`` (``.sample(1, generator) -> Task``) as batched Tasks of at most ``batch_size`` episodes."""
-    for start in range(0, episodes, batch_size):
-        stop = min(start + batch_size, episodes)
-        yield cat_tasks([source.sample(1, episode_generator(seed, i)) for i in range(start, stop)])
+def fixed_episodes(source, episodes: int, seed: int, batch_size: int, indices: Sequence[int] | None = None) -> Iterator[Task]:
+    """Yields the fixed episode set of ``source`` (``.sample(1, generator) -> Task``) as batched Tasks of at most
+    ``batch_size`` episodes; ``indices``: only those episodes of the set (one process's share), in that order."""
+    order = range(episodes) if indices is None else indices
+    for start in range(0, len(order), batch_size):
+        yield cat_tasks([source.sample(1, episode_generator(seed, i)) for i in order[start:start + batch_size]])
 
 
 def episode_scores(predictions: Tensor, batch: Task, metric: str) -> Tensor:
-    """Per-episode accuracy ``(B,)`` from logits ``(B, Q, N)``, or per-episode MSE from ``(B, Q, d)``."""
+    """Per-episode accuracy ``(B,)`` from logits ``(B, Q, N)``, per-episode MSE from ``(B, Q, d)``, or
+    ``"final_loss"``: the loss a learned optimizer leaves on each problem, its predictions ``(B, 1)``."""
     if metric == "accuracy":
         return (predictions.argmax(-1) == batch.query_y).float().mean(-1)
+    if metric == "final_loss":
+        return predictions.flatten(1).mean(-1)
     return (predictions - batch.query_y).pow(2).flatten(1).mean(-1)

@@ -73,13 +73,15 @@ class Pretraining:
         batches: the training classes, e.g. :class:`ClassBatches` of the train split.
         cfg: the ``[pretrain]`` section.
         seed: seeds the head's initialisation and the batch stream.
+        device: where the head and the batches go (the algorithm's device).
     """
 
-    def __init__(self, algorithm: Algorithm, batches: ClassBatches, cfg: PretrainConfig, seed: int) -> None:
-        self.model, self.batches, self.cfg = algorithm.model, batches, cfg
+    def __init__(self, algorithm: Algorithm, batches: ClassBatches, cfg: PretrainConfig, seed: int,
+                 device: torch.device = torch.device("cpu")) -> None:
+        self.model, self.batches, self.cfg, self.device = algorithm.model, batches, cfg, device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.head: nn.Module = algorithm.pretrain_head(batches.num_classes)
+            self.head: nn.Module = algorithm.pretrain_head(batches.num_classes).to(device)
         shared = {id(p) for p in algorithm.parameters()}
         # the head's own entries; one it shares with the algorithm is saved and loaded with the algorithm
         self.head_keys = [k for k, v in self.head.state_dict(keep_vars=True).items() if id(v) not in shared]
@@ -103,6 +105,7 @@ class Pretraining:
         lr = scheduled_lr(self.cfg, self.iteration, self.cfg.iterations)
         set_lr(self.optimizer, lr)
         x, y = self.batches.sample(self.cfg.batch_size, self.generator)
+        x, y = x.to(self.device), y.to(self.device)
         logits = self.head(self.model(x))  # (batch_size, classes)
         loss = F.cross_entropy(logits, y)
         accuracy = (logits.argmax(-1) == y).float().mean().item()

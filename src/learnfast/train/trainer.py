@@ -18,6 +18,7 @@ the ``lr`` of every iteration).
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import signal
@@ -34,13 +35,14 @@ from ..episodes import EpisodeSampler
 from .build import build_algorithm, build_class_batches, build_source, load_backbone, metric_name
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, RunConfig
+from .distributed import agree, average_gradients, barrier, check_divides, init_ranks, mean_over_ranks, resolve_device, shard_tasks
 from .evaluate import episode_scores, evaluate
 from .hard_tasks import HardTasks
 from .optim import check_optimizer, make_optimizer, scheduled_lr, set_lr
 from .precision import autocast, check_precision
 from .pretrain import Pretraining, check_pretrain
 from .restore import VAL_SEED
-from .run_folder import RunLock, check_out_folder, prepare_run_folder
+from .run_folder import RunFolderError, RunLock, check_out_folder, prepare_run_folder
 
 LOG_EVERY = 10
 PRETRAIN_SEED = 7919  # offset of the pretraining phase's seed from train.seed: its own batch stream
@@ -90,6 +92,8 @@ class Trainer:
         command: the command line that started the run, stored in the checkpoints.
         callbacks: called as ``callback(iteration, record)`` after every iteration of either phase
             (the iteration counts within the phase; pretraining records have ``"phase": "pretrain"``).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (``distributed.resolve_device``). Under torchrun
+            the meta-batch's tasks are split across the ranks (``train/distributed.py``).
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class Trainer:
         progress: bool = True,
         command: str | None = None,
         callbacks: tuple[Callback, ...] = (),
+        device: str | torch.device = "cpu",
     ) -> None:
         check_config(cfg)
         self.cfg, self.out_dir, self.progress, self.command, self.callbacks = cfg, Path(out_dir), progress, command, callbacks
@@ -108,6 +113,12 @@ class Trainer:
         self.algorithm = build_algorithm(cfg)
         if cfg.model.init:  # a resumed run then overwrites every weight from its own checkpoint
             load_backbone(self.algorithm, cfg.model.init)
+        self.device = resolve_device(device)
+        self.ranks = init_ranks(self.device)
+        check_divides(t.meta_batch, self.ranks)
+        if t.hard_task_every and self.ranks.active:
+            raise ConfigError("[train] hard_task_every re-samples the classes one process failed on; run it in one process")
+        self.algorithm.to(self.device)
         if cfg.model.freeze and not self.algorithm.meta_params():
             raise ConfigError(
                 f"{cfg.algorithm['name']} with [model] freeze = true has no parameters left to meta-train; "
@@ -125,7 +136,7 @@ class Trainer:
         self.pretraining = None
         if cfg.pretrain.iterations:
             batches = build_class_batches(cfg, data_root)
-            self.pretraining = Pretraining(self.algorithm, batches, cfg.pretrain, seed=t.seed + PRETRAIN_SEED)
+            self.pretraining = Pretraining(self.algorithm, batches, cfg.pretrain, seed=t.seed + PRETRAIN_SEED, device=self.device)
         self.phase = PRETRAIN if self.pretraining is not None else META
         self.iteration, self.best, self.best_iteration, self.train_seconds = 0, -math.inf, None, 0.0
         self.saved_at: int | None = None  # the (phase's) iteration last.safetensors holds
@@ -145,6 +156,9 @@ class Trainer:
         return meta
 
     def _save_last(self) -> None:
+        self.saved_at = self._done()
+        if not self.ranks.main:  # rank 0 writes; every rank knows what it holds
+            return
         weights, optimizer, rng = self.algorithm.state_dict(), self.optimizer, {"train": self.generator.get_state()}
         if self.phase == PRETRAIN:  # the meta phase's optimizer has not started: save pretraining's instead
             p = self.pretraining
@@ -152,7 +166,6 @@ class Trainer:
             optimizer, rng["pretrain"] = p.optimizer, p.generator.get_state()
         save_checkpoint(self.out_dir / "last.safetensors", Checkpoint(
             weights=weights, meta=self._meta(validation_pending=self.validation_pending), optimizer=optimizer.state_dict(), rng=rng))
-        self.saved_at = self._done()
 
     def _resume(self) -> None:
         path = self.out_dir / "last.safetensors"
@@ -189,7 +202,7 @@ class Trainer:
         if self.hard_tasks is not None:
             self.hard_tasks.failed = list(ckpt.meta["hard_task_failures"])
         log = self.out_dir / "metrics.jsonl"
-        if log.is_file():  # drop records newer than the checkpoint; they will be made again
+        if log.is_file() and self.ranks.main:  # drop records newer than the checkpoint; they will be made again
             keep = [line for line in log.read_text().splitlines() if self._logged_before_checkpoint(json.loads(line))]
             log.write_text("".join(line + "\n" for line in keep))
 
@@ -211,16 +224,20 @@ class Trainer:
         phase = "pretraining " if self.phase == PRETRAIN else ""
         return f"{path} keeps {phase}iteration {self.saved_at}, the last with finite weights; --resume from it"
 
-    def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, what: str, where: str, fix: str) -> None:
-        """One optimizer step; ``FloatingPointError`` (nothing saved) if the loss or the weights it leaves are not finite."""
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{what} is {loss.item()} {where}; {fix}. {self._kept()}")
+    def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, what: str, where: str, fix: str) -> float:
+        """One optimizer step on the ranks' mean gradient; returns the ranks' mean loss. ``FloatingPointError``
+        (nothing saved) if that loss or the weights the step leaves are not finite."""
+        value = mean_over_ranks(loss.detach(), self.ranks)
+        if not torch.isfinite(value):
+            raise FloatingPointError(f"{what} is {value.item()} {where}; {fix}. {self._kept()}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
         weights = [p for group in optimizer.param_groups for p in group["params"]]
+        average_gradients(weights, self.ranks)
+        optimizer.step()
         if weights and not bool(torch.stack([p.detach().isfinite().all() for p in weights]).all()):
             raise FloatingPointError(f"the weights hold NaN or inf after the step {where}; {fix}. {self._kept()}")
+        return value.item()
 
     def _pretrain_step(self) -> dict[str, Any]:
         p = self.pretraining
@@ -236,22 +253,23 @@ class Trainer:
         hard = self.hard_tasks is not None and self.hard_tasks.is_hard(self.iteration)
         if self.hard_tasks is not None:
             batch, classes = self.hard_tasks.sample(t.meta_batch, self.generator, self.iteration)
-        else:
-            batch = self.train_source.sample(t.meta_batch, self.generator)
-        with autocast(t.precision):
+        else:  # every rank draws the whole meta-batch and keeps its share: the data do not depend on the ranks
+            batch = shard_tasks(self.train_source.sample(t.meta_batch, self.generator), self.ranks)
+        batch = batch.to(self.device)
+        with autocast(t.precision, self.device.type):
             out = self.algorithm.meta_loss(batch, generator=self.generator)
-        self._update(self.optimizer, out.loss, "meta-loss", f"at iteration {self.iteration + 1}", "Lower train.lr or the inner learning rate")
+        loss = self._update(self.optimizer, out.loss, "meta-loss", f"at iteration {self.iteration + 1}", "Lower train.lr or the inner learning rate")
         if self.hard_tasks is not None:
             self.hard_tasks.record(classes, out.predictions, batch.query_y)
         self.iteration += 1
-        record = {"iteration": self.iteration, "loss": out.loss.item(), "lr": lr,
-                  self.metric: episode_scores(out.predictions, batch, self.metric).mean().item()}
+        score = mean_over_ranks(episode_scores(out.predictions, batch, self.metric).mean(), self.ranks)
+        record = {"iteration": self.iteration, "loss": loss, "lr": lr, self.metric: score.item()}
         return {**record, "hard_batch": True} if hard else record
 
     # -- the loop -----------------------------------------------------------------------------
     def validate(self) -> float:
         result = evaluate(self.algorithm, self.val_source, self.metric, self.cfg.train.val_episodes, seed=VAL_SEED,
-                          progress=self.progress)
+                          progress=self.progress, device=self.device, ranks=self.ranks)
         return result.mean
 
     def _validate_into(self, record: dict[str, Any]) -> None:
@@ -262,8 +280,9 @@ class Trainer:
         sign = 1.0 if self.metric == "accuracy" else -1.0  # best = highest accuracy / lowest MSE
         if sign * score > self.best:
             self.best, self.best_iteration = sign * score, self._done() if self.phase == META else None
-            save_checkpoint(self.out_dir / "best.safetensors", Checkpoint(
-                weights=self.algorithm.state_dict(), meta=self._meta(val_score=score)))
+            if self.ranks.main:
+                save_checkpoint(self.out_dir / "best.safetensors", Checkpoint(
+                    weights=self.algorithm.state_dict(), meta=self._meta(val_score=score)))
         self.validation_pending = False
 
     def _run_phase(self, log: IO[str], total: int, val_every: int) -> dict[str, Any]:
@@ -336,24 +355,51 @@ class Trainer:
         that already holds a run is an error, unless ``overwrite`` deletes that run first. SIGINT / SIGTERM
         save ``last.safetensors`` at the current iteration and raise ``TrainingInterrupted``.
         """
-        check_out_folder(self.out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        with RunLock(self.out_dir), self._signals_saved():
-            prepare_run_folder(self.out_dir, resume, overwrite)
+        with self._folder(resume, overwrite), self._signals_saved():
             if resume:
                 self._resume()
             return self._fit()
+
+    @contextmanager
+    def _folder(self, resume: bool, overwrite: bool) -> Iterator[None]:
+        """The run folder, checked and locked by rank 0; the other ranks stop with its error, if any."""
+        if not self.ranks.main:
+            error = agree(None, self.ranks)
+            if error is not None:
+                raise RunFolderError(error)
+            barrier(self.ranks)  # rank 0 has emptied the folder (--overwrite) before anyone reads it
+            yield
+            return
+        try:
+            check_out_folder(self.out_dir)
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            lock = RunLock(self.out_dir).__enter__()
+            try:
+                prepare_run_folder(self.out_dir, resume, overwrite)
+            except RunFolderError:
+                lock.__exit__(None, None, None)
+                raise
+        except RunFolderError as error:
+            agree(str(error), self.ranks)
+            raise
+        agree(None, self.ranks)
+        barrier(self.ranks)
+        try:
+            yield
+        finally:
+            lock.__exit__(None, None, None)
 
     def _fit(self) -> dict[str, Any]:
         self._running = True  # from here on the state is whole between steps, and a signal saves it
         self.algorithm.train()
         record: dict[str, Any] = {}
-        with open(self.out_dir / "metrics.jsonl", "a") as log:
+        with (open(self.out_dir / "metrics.jsonl", "a") if self.ranks.main else io.StringIO()) as log:  # rank 0 logs
             if self.phase == PRETRAIN:
                 total = self.cfg.pretrain.iterations
                 record = self._run_phase(log, total, val_every=total)  # validated once, at the end
                 self.phase, self.pretraining = META, None  # the classifier head is discarded
-                save_checkpoint(self.out_dir / "pretrained.safetensors", Checkpoint(weights=self.algorithm.state_dict(), meta=self._meta()))
+                if self.ranks.main:
+                    save_checkpoint(self.out_dir / "pretrained.safetensors", Checkpoint(weights=self.algorithm.state_dict(), meta=self._meta()))
                 self._save_last()
             record = self._run_phase(log, self.cfg.train.iterations, self.cfg.train.val_every) or record
         sign = 1.0 if self.metric == "accuracy" else -1.0
