@@ -91,7 +91,7 @@ def test_every_named_config_loads_and_builds(name):
     assert cfg.name == name
     algorithm = build_algorithm(cfg)
     assert isinstance(algorithm, ALGORITHMS[cfg.algorithm["name"]])
-    assert metric_name(cfg) == ("mse" if cfg.data.dataset == "sinusoid" else "accuracy")
+    assert metric_name(cfg) == {"sinusoid": "mse", "quadratic": "final_loss", "mnist1d": "final_loss"}.get(cfg.data.dataset, "accuracy")
     assert sum(p.numel() for p in algorithm.parameters()) > 0
 
 

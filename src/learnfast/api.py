@@ -22,6 +22,12 @@ from .train.evaluate import evaluate as evaluate_source
 from .train.restore import evaluation_seed, evaluation_source, restore
 
 
+def device_of(algorithm: Algorithm) -> torch.device:
+    """Where the algorithm's weights live (the CPU for one without any)."""
+    tensor = next(iter([*algorithm.parameters(), *algorithm.buffers()]), None)
+    return torch.device("cpu") if tensor is None else tensor.device
+
+
 def load(
     path: str | os.PathLike,
     ways: int | None = None,
@@ -85,9 +91,8 @@ def evaluate(
         metric = metric_name(cfg)
     else:
         metric = "accuracy" if algorithm.loss_name == "cross_entropy" else "mse"
-    device = next(algorithm.parameters()).device
     return evaluate_source(algorithm, source, metric, 600 if episodes is None else episodes, 0 if seed is None else seed,
-                           inner_steps=inner_steps, progress=progress, device=device)
+                           inner_steps=inner_steps, progress=progress, device=device_of(algorithm))
 
 
 def predict(
@@ -111,7 +116,7 @@ def predict(
     n = query_x.shape[0]
     query_y = support_y.new_zeros((n, *support_y.shape[1:]))  # labels are not read when predicting
     inner = getattr(algorithm, "inner", None)
-    device = next(algorithm.parameters()).device
+    device = device_of(algorithm)
     task = Task(support_x, support_y, query_x, query_y).unsqueeze().to(device)
     support_x, support_y, query_x, query_y = (field[0] for field in task)
     with torch.no_grad():

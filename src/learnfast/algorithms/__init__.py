@@ -4,6 +4,7 @@ from __future__ import annotations
 from .anil import ANIL
 from .base import Algorithm, MetaOutput
 from .baseline import Baseline
+from .l2o import L2O
 from .maml import MAML
 from .mann import MANN
 from .matching import MatchingNet
@@ -20,6 +21,7 @@ from .tadam import TADAM
 ALGORITHMS: dict[str, type[Algorithm]] = {
     "anil": ANIL,
     "baseline": Baseline,
+    "l2o": L2O,
     "maml": MAML,
     "mann": MANN,
     "matching": MatchingNet,
@@ -34,4 +36,4 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
     "tadam": TADAM,
 }
 
-__all__ = ["ALGORITHMS", "ANIL", "Algorithm", "Baseline", "MAML", "MANN", "MatchingNet", "MetaNet", "MetaLSTM", "MetaOutput", "MetaSGD", "MTL", "ProtoNet", "RelationNet", "Reptile", "SiameseNet", "TADAM"]
+__all__ = ["ALGORITHMS", "ANIL", "Algorithm", "Baseline", "L2O", "MAML", "MANN", "MatchingNet", "MetaNet", "MetaLSTM", "MetaOutput", "MetaSGD", "MTL", "ProtoNet", "RelationNet", "Reptile", "SiameseNet", "TADAM"]

@@ -106,6 +106,7 @@ class Algorithm(nn.Module):
     needs_head: bool = True  # does the backbone end in an output layer of size `ways`?
     freezable: bool = False  # calls its backbone as a plain module, so [model] freeze can hold it fixed
     strategies: tuple[str, ...] = STRATEGIES  # the meta-batch strategies it runs; any other is an error
+    learned_optimizer: bool = False  # meta-trains an update rule on optimization problems (learnfast.optim), no backbone
 
     def __init__(self, loss: str = "cross_entropy", strategy: str = "loop") -> None:
         super().__init__()

@@ -12,6 +12,7 @@ from ..data.omniglot import omniglot_split
 from ..data.regression import SinusoidTasks
 from ..episodes import EpisodeSampler, EpisodeSpec
 from ..models import Frozen, build_backbone, unwrap
+from ..optim.families import PROBLEM_DATASETS, problem_source
 from .checkpoint import load_checkpoint
 from .config import ConfigError, RunConfig, check_range, hint_name, matches_hint
 from .pretrain import ClassBatches
@@ -19,6 +20,7 @@ from .pretrain import ClassBatches
 DATASETS = {
     "omniglot": "Omniglot 28x28 characters; splits: vinyals (1100/100/423 characters + rotations), lake (background/evaluation)",
     "sinusoid": "sinusoid regression y = A sin(x - phase), the MAML protocol",
+    **PROBLEM_DATASETS,
 }
 REGRESSION = {"sinusoid"}
 # ranges of [algorithm] arguments, by name: one spelling per concept across the algorithms
@@ -34,6 +36,8 @@ ARGUMENT_RANGES = {
 
 
 def metric_name(cfg: RunConfig) -> str:
+    if cfg.data.dataset in PROBLEM_DATASETS:
+        return "final_loss"  # of a learned optimizer's runs; lower is better
     return "mse" if cfg.data.dataset in REGRESSION else "accuracy"
 
 
@@ -51,6 +55,13 @@ def build_algorithm(cfg: RunConfig, seed: int | None = None) -> Algorithm:
     if unknown:
         raise ConfigError(f"[algorithm] {name} does not take {sorted(unknown)}; it takes {sorted(accepted)}")
     check_algorithm_args(cls, args)
+    if cls.learned_optimizer != (cfg.data.dataset in PROBLEM_DATASETS):
+        raise ConfigError(f"{name} {'learns an optimizer from optimization problems' if cls.learned_optimizer else 'is a few-shot method'}; "
+                          f"dataset {cfg.data.dataset!r} does not fit it (problem data sets: {sorted(PROBLEM_DATASETS)}, for algorithm l2o)")
+    if cls.learned_optimizer:  # builds its optimizee and update rule from [algorithm]: no backbone
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.train.seed if seed is None else seed)
+            return cls(**args)
     if "ways" in accepted:  # an algorithm that sizes its own output layer
         args.setdefault("ways", cfg.train.ways)
         if max(cfg.train.ways, cfg.eval.ways) > args["ways"]:
@@ -137,6 +148,8 @@ def build_class_batches(cfg: RunConfig, root: str | Path | None = None) -> Class
 
 def build_source(cfg: RunConfig, part: str, ways: int, shots: int, queries: int, root: str | Path | None = None):
     """A task source for ``part`` (train/val/test): ``.sample(batch_size, generator) -> Task``."""
+    if cfg.data.dataset in PROBLEM_DATASETS:
+        return problem_source(cfg.data.dataset, part)
     if cfg.data.dataset == "sinusoid":
         return SinusoidTasks(shots=shots, queries=queries)
     if cfg.data.dataset == "omniglot":
