@@ -1,6 +1,10 @@
 """Dataset readers: each turns local files into task sources (``.sample(batch_size, generator)``)."""
+from .folders import image_folder
+from .labelled import DataError, LabelledData, array_dataset, load_npz
 from .omniglot import OmniglotDataError, load_omniglot, omniglot_split
 from .regression import SinusoidTasks
 from .root import data_root
+from .text import text_classification
 
-__all__ = ["OmniglotDataError", "SinusoidTasks", "data_root", "load_omniglot", "omniglot_split"]
+__all__ = ["DataError", "LabelledData", "OmniglotDataError", "SinusoidTasks", "array_dataset", "data_root", "image_folder",
+           "load_npz", "load_omniglot", "omniglot_split", "text_classification"]
