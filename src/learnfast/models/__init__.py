@@ -7,13 +7,16 @@ from .conv4 import Conv4
 from .conv4_maps import Conv4Maps
 from .frozen import Frozen, unwrap
 from .mlp import MLP
+from .text import HashingEncoder
 
 BACKBONES = {
     "conv4": "4 x [conv3x3-64, BatchNorm, ReLU, max-pool 2] (Vinyals / ProtoNet); 64-d features at 28x28",
     "conv4-strided": "4 x [conv3x3-64 stride 2, BatchNorm, ReLU], spatial mean (MAML's Omniglot network)",
     "conv4-maps": "4 x [conv3x3-64, BatchNorm, ReLU], max-pool in the first two only (Relation Net); 64x7x7 feature maps at 28x28",
     "mlp": "fully connected ReLU network, hidden sizes 40-40 by default (MAML's sinusoid network)",
+    "text-hashing": "hashed word and character n-grams, mean of trainable vectors (hidden = width, 64 by default)",
 }
+TEXT_BACKBONES = ("text-hashing",)
 
 
 def build_backbone(name: str, in_shape: tuple[int, ...], out_features: int | None, hidden: int | None = None) -> nn.Module:
@@ -27,10 +30,12 @@ def build_backbone(name: str, in_shape: tuple[int, ...], out_features: int | Non
         if out_features is not None:
             raise ValueError(f"conv4-maps returns feature maps, for metric methods such as relation; an algorithm with an output layer ({out_features} units) needs backbone conv4 or conv4-strided")
         return Conv4Maps(in_channels=in_shape[0], hidden=hidden or 64)
+    if name == "text-hashing":
+        return HashingEncoder(dim=hidden or 64, out_features=out_features)
     if name == "mlp":
         width = hidden or 40
         return MLP(in_features=in_shape[-1], hidden=(width, width), out_features=out_features or 1)
     raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
 
 
-__all__ = ["BACKBONES", "Conv4", "Conv4Maps", "Frozen", "MLP", "build_backbone", "unwrap"]
+__all__ = ["BACKBONES", "TEXT_BACKBONES", "Conv4", "Conv4Maps", "Frozen", "HashingEncoder", "MLP", "build_backbone", "unwrap"]

@@ -11,7 +11,10 @@ from ..algorithms import ALGORITHMS, Algorithm
 from ..data.omniglot import omniglot_split
 from ..data.regression import SinusoidTasks
 from ..episodes import EpisodeSampler, EpisodeSpec
-from ..models import Frozen, build_backbone, unwrap
+from ..data.clinc150 import clinc150_split
+from ..models import TEXT_BACKBONES, Frozen, build_backbone, unwrap
+from ..models.text import LENGTH as TEXT_LENGTH
+from ..models.text import hash_ngrams
 from ..optim.families import PROBLEM_DATASETS, problem_source
 from .checkpoint import load_checkpoint
 from .config import ConfigError, RunConfig, check_range, hint_name, matches_hint
@@ -20,9 +23,12 @@ from .pretrain import ClassBatches
 DATASETS = {
     "omniglot": "Omniglot 28x28 characters; splits: vinyals (1100/100/423 characters + rotations), lake (background/evaluation)",
     "sinusoid": "sinusoid regression y = A sin(x - phase), the MAML protocol",
+    "clinc150": "CLINC150 intents (texts, 150 per intent); splits: intents (100/20/30 intents), domains (6/1/3 domains)",
     **PROBLEM_DATASETS,
 }
 REGRESSION = {"sinusoid"}
+TEXT = {"clinc150"}
+INPUT_SHAPES = {"omniglot": (1, 28, 28), "sinusoid": (1,), "clinc150": (TEXT_LENGTH,)}
 # ranges of [algorithm] arguments, by name: one spelling per concept across the algorithms
 COUNTS = ("ways", "read_heads", "memory_slots", "memory_width", "controller_size", "relation_hidden",
           "relation_channels", "generator_hidden", "base_hidden", "cg_steps")
@@ -74,7 +80,10 @@ def build_algorithm(cfg: RunConfig, seed: int | None = None) -> Algorithm:
         args.setdefault("loss", "mse")
     elif regression:
         raise ConfigError(f"{name} is a classification method; it cannot run on the regression dataset {cfg.data.dataset!r}")
-    in_shape = (1,) if regression else (1, 28, 28)
+    if (cfg.model.backbone in TEXT_BACKBONES) != (cfg.data.dataset in TEXT):
+        raise ConfigError(f"[model] backbone = {cfg.model.backbone!r} does not read {cfg.data.dataset!r} inputs; "
+                          f"text data sets ({', '.join(sorted(TEXT))}) take {', '.join(TEXT_BACKBONES)}, the others an image or mlp backbone")
+    in_shape = INPUT_SHAPES[cfg.data.dataset]
     out = 1 if regression else cfg.train.ways
     if cls.needs_head and not regression and cfg.eval.ways != cfg.train.ways:
         raise ConfigError(
@@ -155,4 +164,9 @@ def build_source(cfg: RunConfig, part: str, ways: int, shots: int, queries: int,
     if cfg.data.dataset == "omniglot":
         split = omniglot_split(cfg.data.split, part, root)
         return EpisodeSampler(split.images, split.labels, EpisodeSpec(ways, shots, queries), transform=to_float_image)
+    if cfg.data.dataset == "clinc150":
+        texts = clinc150_split(cfg.data.split, part, root)
+        spec = EpisodeSpec(ways, shots, queries)
+        texts.check_episodes(spec)
+        return EpisodeSampler(hash_ngrams(texts.inputs), texts.labels, spec)
     raise ConfigError(f"unknown dataset {cfg.data.dataset!r}; available: {sorted(DATASETS)}")
