@@ -6,6 +6,7 @@ Examples may use ``torch``, ``F``, ``lf`` and every public ``lf`` name, plus ``b
 """
 import doctest
 import importlib
+import importlib.util
 import pkgutil
 
 import pytest
@@ -15,7 +16,9 @@ import torch.nn.functional as F
 import learnfast as lf
 from conftest import REPO_ROOT, image_tasks
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(lf.__path__, "learnfast.") if not m.name.endswith("__main__"))
+HAS_SKLEARN = importlib.util.find_spec("sklearn") is not None  # learnfast.selection needs the [select] extra
+MODULES = sorted(m.name for m in pkgutil.walk_packages(lf.__path__, "learnfast.")
+                 if not m.name.endswith("__main__") and (HAS_SKLEARN or not m.name.startswith("learnfast.selection")))
 
 
 def namespace() -> dict:

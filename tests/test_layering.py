@@ -20,9 +20,10 @@ LAYERS = (
     {"tasks", "episodes", "functional", "inner", "implicit", "batchnorm", "protocol", "_types", "host_memory", "data", "models", "optim"},
     {"algorithms"},
     {"train"},
+    {"selection"},
     {"api", "cli", "demo", "__init__", "__main__"},
 )
-NAMES = ("core", "algorithms", "train", "entry points")
+NAMES = ("core", "algorithms", "train", "selection", "entry points")
 
 
 def module_name(path) -> str:
@@ -95,7 +96,7 @@ def test_imports_are_resolved_as_python_does():
     assert imported_modules("from .. import tasks\n", "learnfast.data.regression", is_package=False) == {"learnfast.tasks"}
     assert imported_modules("from .. import MAML\n", "learnfast.data.regression", is_package=False) == {"learnfast"}
     assert "learnfast.algorithms.mann" in imported_modules("from .mann import MANN\n", "learnfast.algorithms", is_package=True)
-    assert layer("learnfast.train.evaluate") == 2 and layer("learnfast") == 3 and layer("learnfast.data.lake_runs") == 0
+    assert layer("learnfast.train.evaluate") == 2 and layer("learnfast") == 4 and layer("learnfast.data.lake_runs") == 0
 
 
 @pytest.mark.parametrize("module", ["learnfast.algorithms.mann", "learnfast.data.lake_runs"])

@@ -293,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--zoo", default="zoo", help="folder of shipped checkpoints")
     demo.add_argument("--data-root", help=DATA_ROOT_HELP)
     demo.set_defaults(func=cmd_demo)
+
+    from .selection.cli import add_select_parser
+
+    add_select_parser(sub)
     return parser
 
 
@@ -316,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, OmniglotDataError, RunFolderError, FileNotFoundError, ValueError,
+    except (ConfigError, CheckpointError, OmniglotDataError, RunFolderError, FileNotFoundError, ValueError, ImportError,
             FloatingPointError) as err:
         print(printable(f"learnfast {args.command}: error: {err}"), file=sys.stderr)
         return 2
