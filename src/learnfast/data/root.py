@@ -96,3 +96,18 @@ def cache_dir() -> Path:
     path = Path(env).expanduser() if env else Path.home() / ".cache" / "learnfast"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def save_npy_atomic(path: Path, array) -> None:
+    """``np.save(path, array)`` through a temporary file of its own, then a rename: a reader never sees a
+    half-written cache, and two processes building the same cache never share a temporary file."""
+    import uuid
+
+    import numpy as np
+
+    tmp = path.with_name(f"{path.stem}.{uuid.uuid4().hex}.tmp.npy")
+    try:
+        np.save(tmp, array)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -7,6 +7,8 @@ from .conv4 import Conv4
 from .conv4_maps import Conv4Maps
 from .frozen import Frozen, unwrap
 from .mlp import MLP
+from .sentence import DIM as SENTENCE_DIM
+from .sentence import EmbeddingHead
 from .text import HashingEncoder
 
 BACKBONES = {
@@ -15,8 +17,9 @@ BACKBONES = {
     "conv4-maps": "4 x [conv3x3-64, BatchNorm, ReLU], max-pool in the first two only (Relation Net); 64x7x7 feature maps at 28x28",
     "mlp": "fully connected ReLU network, hidden sizes 40-40 by default (MAML's sinusoid network)",
     "text-hashing": "hashed word and character n-grams, mean of trainable vectors (hidden = width, 64 by default)",
+    "text-minilm": "fixed all-MiniLM-L6-v2 sentence embeddings (learnfast[text]) and a trainable linear map from the identity",
 }
-TEXT_BACKBONES = ("text-hashing",)
+TEXT_BACKBONES = ("text-hashing", "text-minilm")
 
 
 def build_backbone(name: str, in_shape: tuple[int, ...], out_features: int | None, hidden: int | None = None) -> nn.Module:
@@ -32,6 +35,8 @@ def build_backbone(name: str, in_shape: tuple[int, ...], out_features: int | Non
         return Conv4Maps(in_channels=in_shape[0], hidden=hidden or 64)
     if name == "text-hashing":
         return HashingEncoder(dim=hidden or 64, out_features=out_features)
+    if name == "text-minilm":
+        return EmbeddingHead(dim=hidden or SENTENCE_DIM, out_features=out_features)
     if name == "mlp":
         width = hidden or 40
         return MLP(in_features=in_shape[-1], hidden=(width, width), out_features=out_features or 1)

@@ -14,6 +14,7 @@ from ..episodes import EpisodeSampler, EpisodeSpec
 from ..data.clinc150 import clinc150_split
 from ..models import TEXT_BACKBONES, Frozen, build_backbone, unwrap
 from ..models.text import LENGTH as TEXT_LENGTH
+from ..models.sentence import sentence_embeddings
 from ..models.text import hash_ngrams
 from ..optim.families import PROBLEM_DATASETS, problem_source
 from .checkpoint import load_checkpoint
@@ -28,7 +29,7 @@ DATASETS = {
 }
 REGRESSION = {"sinusoid"}
 TEXT = {"clinc150"}
-INPUT_SHAPES = {"omniglot": (1, 28, 28), "sinusoid": (1,), "clinc150": (TEXT_LENGTH,)}
+INPUT_SHAPES = {"omniglot": (1, 28, 28), "sinusoid": (1,), "clinc150": (TEXT_LENGTH,)}  # clinc150: text-hashing's ids
 # ranges of [algorithm] arguments, by name: one spelling per concept across the algorithms
 COUNTS = ("ways", "read_heads", "memory_slots", "memory_width", "controller_size", "relation_hidden",
           "relation_channels", "generator_hidden", "base_hidden", "cg_steps")
@@ -168,5 +169,6 @@ def build_source(cfg: RunConfig, part: str, ways: int, shots: int, queries: int,
         texts = clinc150_split(cfg.data.split, part, root)
         spec = EpisodeSpec(ways, shots, queries)
         texts.check_episodes(spec)
-        return EpisodeSampler(hash_ngrams(texts.inputs), texts.labels, spec)
+        inputs = sentence_embeddings(texts.inputs) if cfg.model.backbone == "text-minilm" else hash_ngrams(texts.inputs)
+        return EpisodeSampler(inputs, texts.labels, spec)
     raise ConfigError(f"unknown dataset {cfg.data.dataset!r}; available: {sorted(DATASETS)}")
