@@ -188,6 +188,44 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    import csv
+
+    import torch
+
+    from .api import predict
+    from .train.distributed import resolve_device
+    from .train.predict import load_queries, load_support
+    from .train.restore import restore
+
+    _setup_process(args)
+    restored = restore(args.checkpoint)
+    algorithm, cfg = restored.algorithm.to(resolve_device(args.device)), restored.config
+    support_x, support = load_support(cfg, args.support, invert=args.invert)
+    queries = load_queries(cfg, args.query, invert=args.invert)
+    if algorithm.needs_head and support.num_classes != cfg.train.ways:
+        raise ConfigError(f"{cfg.algorithm['name']} has an output layer of {cfg.train.ways} classes; the support set has "
+                          f"{support.num_classes} ({', '.join(support.class_names)}): give {cfg.train.ways} classes, or use "
+                          f"a metric method (protonet, matching, ...) that takes any number")
+    probabilities = predict(algorithm, support_x, support.labels, queries.inputs, inner_steps=args.inner_steps).softmax(-1)
+    rows = []
+    for name, p in zip(queries.names, probabilities.tolist()):
+        best = max(range(len(p)), key=p.__getitem__)
+        rows.append({"query": name, "label": support.class_names[best], "probability": p[best],
+                     "probabilities": dict(zip(support.class_names, p))})
+    if args.csv:
+        with open(args.csv, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["query", "label", "probability", *support.class_names])
+            writer.writerows([r["query"], r["label"], r["probability"], *r["probabilities"].values()] for r in rows)
+    if args.json:
+        print(json.dumps(rows))
+    elif not args.csv:
+        for r in rows:
+            print(printable(f"{r['query']}\t{r['label']}\t{r['probability']:.3f}"))
+    return 0
+
+
 def _alphabet_distances(algorithm, cfg: RunConfig, episodes: int, seed: int, data_root) -> dict:
     """Mean task-embedding distance of same- vs different-alphabet test episodes (``embed_task`` methods)."""
     import torch
@@ -282,6 +320,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object (progress stays on stderr)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser("predict", help="adapt a checkpoint to your labelled examples and label new ones",
+                        description="Adapt a checkpoint's learner to labelled support examples and label every query. "
+                        "Images: --support a folder of class sub-folders, --query a folder of images. Texts: --support a "
+                        ".csv/.jsonl with text and label, --query a text file (one per line) or a .csv/.jsonl with text.")
+    pr.add_argument("checkpoint", help="a .safetensors checkpoint (zoo/... or runs/NAME/best.safetensors)")
+    pr.add_argument("--support", required=True, help="labelled examples: a class-folder tree of images, a CSV/JSONL of texts, or an .npz (x, y)")
+    pr.add_argument("--query", required=True, help="what to label: a folder of images, or a text / CSV / JSONL file")
+    pr.add_argument("--invert", action="store_true", help="images have dark strokes on a light page (Omniglot models expect ink = white)")
+    pr.add_argument("--inner-steps", type=at_least(0), help="adaptation steps (gradient-based methods)")
+    pr.add_argument("--json", action="store_true", help="print one JSON list, an object per query")
+    pr.add_argument("--csv", metavar="OUT", help="write a CSV (query, label, probability, one column per class)")
+    pr.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda, or auto (default)")
+    pr.add_argument("--threads", type=at_least(1), help="torch CPU threads")
+    pr.set_defaults(func=cmd_predict)
 
     ls = sub.add_parser("list", help="list algorithms, datasets, backbones, named configs and the zoo's checkpoints")
     ls.add_argument("--json", action="store_true", help="print one JSON object")

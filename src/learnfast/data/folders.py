@@ -53,7 +53,7 @@ def _listing(root: Path) -> list[tuple[str, Path]]:
     return items
 
 
-def _decode(path: Path, size: int, channels: int, invert: bool) -> np.ndarray:
+def decode_image(path: Path, size: int, channels: int, invert: bool) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image = image.convert("L" if channels == 1 else "RGB").resize((size, size), Image.LANCZOS)
@@ -96,7 +96,7 @@ def image_folder(root: str | os.PathLike, size: int = 28, channels: int = 1, inv
         except (OSError, ValueError, EOFError):
             images = None
     if images is None:
-        images = np.stack([_decode(path, size, channels, invert) for _, path in items])
+        images = np.stack([decode_image(path, size, channels, invert) for _, path in items])
         save_npy_atomic(cached, images)
     labels, names = label_ids([name for name, _ in items], str(root))
     return LabelledData(torch.from_numpy(images), labels, names, source=str(root))

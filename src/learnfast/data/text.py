@@ -19,7 +19,7 @@ from .labelled import DataError, LabelledData, label_ids
 SUFFIXES = (".csv", ".jsonl")
 
 
-def _read_utf8(path: Path) -> str:
+def read_utf8(path: Path) -> str:
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")
@@ -30,7 +30,7 @@ def _read_utf8(path: Path) -> str:
 
 
 def _rows(path: Path, text: str) -> list[tuple[int, dict]]:
-    content = _read_utf8(path)
+    content = read_utf8(path)
     if path.suffix.lower() == ".jsonl":
         rows = []
         for number, line in enumerate(content.splitlines(), 1):
