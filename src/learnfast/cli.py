@@ -226,6 +226,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from .selection.ensemble import compare_ensemble
+    from .train.restore import evaluation_seed, evaluation_source, restore
+
+    _setup_process(args)
+    if len(args.checkpoints) < 2:
+        raise ConfigError("an ensemble needs at least two checkpoints")
+    restored = [restore(path, args.ways, args.shots, args.queries) for path in args.checkpoints]
+    cfg = restored[0].config
+    for path, r in zip(args.checkpoints, restored):
+        if (r.config.data.dataset, r.config.data.split) != (cfg.data.dataset, cfg.data.split) or r.config.data.dataset != "omniglot":
+            raise ConfigError(f"{path}: every member must be an Omniglot checkpoint of the same split as {args.checkpoints[0]} "
+                              f"({cfg.data.dataset}/{cfg.data.split}); got {r.config.data.dataset}/{r.config.data.split}")
+    names = [Path(path).stem for path in args.checkpoints]
+    episodes = args.episodes or cfg.eval.episodes
+    seed = evaluation_seed(cfg, "test") if args.seed is None else args.seed
+    report = compare_ensemble(dict(zip(names, (r.algorithm for r in restored))), evaluation_source(cfg, "test", args.data_root),
+                              episodes, seed=seed, progress=not args.no_progress)
+    gain, ci = report.gain
+    if args.json:
+        print(json.dumps({"members": {n: {"mean": r.mean, "ci95": r.ci95} for n, r in report.members.items()},
+                          "ensemble": {"mean": report.ensemble.mean, "ci95": report.ensemble.ci95},
+                          "best_member": report.best_member, "gain": gain, "gain_ci95": ci, "episodes": episodes, "seed": seed,
+                          "ways": cfg.eval.ways, "shots": cfg.eval.shots}))
+        return 0
+    for name, result in report.members.items():
+        print(printable(f"{name}: {result}"))
+    print(f"ensemble (mean of the members' probabilities): {report.ensemble}")
+    print(printable(f"ensemble - best member ({report.best_member}): {100 * gain:+.2f} ± {100 * ci:.2f} points (paired, 95% CI)"))
+    return 0
+
+
 def _alphabet_distances(algorithm, cfg: RunConfig, episodes: int, seed: int, data_root) -> dict:
     """Mean task-embedding distance of same- vs different-alphabet test episodes (``embed_task`` methods)."""
     import torch
@@ -335,6 +367,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda, or auto (default)")
     pr.add_argument("--threads", type=at_least(1), help="torch CPU threads")
     pr.set_defaults(func=cmd_predict)
+
+    en = sub.add_parser("ensemble", help="model averaging: several checkpoints vote on the same fixed test episodes",
+                        description="Adapt every checkpoint to each test episode, average their class probabilities, and "
+                        "report each member, the ensemble and its paired gain over the best member.")
+    en.add_argument("checkpoints", nargs="+", help="two or more Omniglot checkpoints of the same class split")
+    en.add_argument("--ways", type=at_least(1), help="override eval ways")
+    en.add_argument("--shots", type=at_least(1), help="override eval shots")
+    en.add_argument("--queries", type=at_least(1), help="override eval queries per class")
+    en.add_argument("--episodes", type=at_least(1), help="number of episodes (default: the first checkpoint's config)")
+    en.add_argument("--seed", type=at_least(0), help="seed of the fixed episode set (default: the config's)")
+    en.add_argument("--data-root", help=DATA_ROOT_HELP)
+    en.add_argument("--threads", type=at_least(1), help="torch CPU threads")
+    en.add_argument("--json", action="store_true", help="print one JSON object")
+    en.add_argument("--no-progress", action="store_true", help="no progress bar")
+    en.set_defaults(func=cmd_ensemble)
 
     ls = sub.add_parser("list", help="list algorithms, datasets, backbones, named configs and the zoo's checkpoints")
     ls.add_argument("--json", action="store_true", help="print one JSON object")
