@@ -258,6 +258,32 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .train.evaluate import evaluate
+    from .train.report import episode_grid, write_report
+    from .train.restore import evaluation_seed, evaluation_source, restore
+
+    _setup_process(args)
+    run = Path(args.run)
+    out = Path(args.out) if args.out else run
+    out.mkdir(parents=True, exist_ok=True)
+    best = run / "best.safetensors"
+    test, grid = None, None
+    if best.is_file() and (args.test_episodes or args.episode_grid):
+        restored = restore(best)
+        source = evaluation_source(restored.config, "test", args.data_root)
+        if args.test_episodes:
+            result = evaluate(restored.algorithm, source, "accuracy" if restored.meta.get("metric", "accuracy") == "accuracy" else
+                              restored.meta["metric"], args.test_episodes, seed=evaluation_seed(restored.config, "test"),
+                              progress=not args.no_progress)
+            test = {"episodes": result.episodes, "mean": result.mean, "ci95": result.ci95}
+        if args.episode_grid:
+            grid = episode_grid(restored.algorithm, source, out, episodes=args.episode_grid)
+    page = write_report(run, out, test=test, grid=grid)
+    print(f"report: {page}")
+    return 0
+
+
 def _alphabet_distances(algorithm, cfg: RunConfig, episodes: int, seed: int, data_root) -> dict:
     """Mean task-embedding distance of same- vs different-alphabet test episodes (``embed_task`` methods)."""
     import torch
@@ -382,6 +408,18 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--json", action="store_true", help="print one JSON object")
     en.add_argument("--no-progress", action="store_true", help="no progress bar")
     en.set_defaults(func=cmd_ensemble)
+
+    rp = sub.add_parser("report", help="learning curves (PNG) and one HTML page of a run folder",
+                        description="Plot a run's training loss, validation score and learning rate, and write report.html with "
+                        "the plots, the config and the best checkpoint's figures (optionally a test score and a grid of test episodes).")
+    rp.add_argument("run", help="a run folder (the --out of `learnfast train`)")
+    rp.add_argument("--out", help="where to write the PNGs and report.html (default: the run folder)")
+    rp.add_argument("--test-episodes", type=at_least(1), help="also score the best checkpoint on this many test episodes")
+    rp.add_argument("--episode-grid", type=at_least(1), metavar="EPISODES", help="image data: a grid of this many test episodes")
+    rp.add_argument("--data-root", help=DATA_ROOT_HELP)
+    rp.add_argument("--threads", type=at_least(1), help="torch CPU threads")
+    rp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rp.set_defaults(func=cmd_report)
 
     ls = sub.add_parser("list", help="list algorithms, datasets, backbones, named configs and the zoo's checkpoints")
     ls.add_argument("--json", action="store_true", help="print one JSON object")

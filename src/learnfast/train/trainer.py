@@ -36,7 +36,7 @@ from .build import build_algorithm, build_class_batches, build_source, load_back
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, RunConfig
 from .distributed import agree, average_gradients, barrier, check_divides, init_ranks, mean_over_ranks, resolve_device, shard_tasks
-from .evaluate import episode_scores, evaluate
+from .evaluate import EvalResult, episode_scores, evaluate
 from .hard_tasks import HardTasks
 from .optim import check_optimizer, make_optimizer, scheduled_lr, set_lr
 from .precision import autocast, check_precision
@@ -267,16 +267,19 @@ class Trainer:
         return {**record, "hard_batch": True} if hard else record
 
     # -- the loop -----------------------------------------------------------------------------
-    def validate(self) -> float:
-        result = evaluate(self.algorithm, self.val_source, self.metric, self.cfg.train.val_episodes, seed=VAL_SEED,
-                          progress=self.progress, device=self.device, ranks=self.ranks)
-        return result.mean
+    def validate(self) -> EvalResult:
+        """The current weights on the fixed validation episodes."""
+        return evaluate(self.algorithm, self.val_source, self.metric, self.cfg.train.val_episodes, seed=VAL_SEED,
+                        progress=self.progress, device=self.device, ranks=self.ranks)
 
     def _validate_into(self, record: dict[str, Any]) -> None:
         """Validates at the current iteration, keeps ``best.safetensors`` and adds the score to ``record``."""
         self.validation_pending = True  # until the score is in: a signal now leaves it for --resume
-        score = self.validate()
+        result = self.validate()
+        score = result.mean
         record["val_" + self.metric] = score
+        if math.isfinite(result.ci95):
+            record["val_ci95"] = result.ci95
         sign = 1.0 if self.metric == "accuracy" else -1.0  # best = highest accuracy / lowest MSE
         if sign * score > self.best:
             self.best, self.best_iteration = sign * score, self._done() if self.phase == META else None
