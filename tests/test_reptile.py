@@ -175,6 +175,7 @@ def test_registered_and_named_configs_build_the_papers_recipe(name, shots, eval_
     assert cfg.train.shots + cfg.train.queries == 10  # the paper's train-shots 10
     assert (cfg.train.shots, cfg.eval.shots, cfg.train.meta_batch) == (shots, shots, 5)
     assert (cfg.train.optimizer, cfg.train.lr, cfg.train.lr_anneal, cfg.train.iterations) == ("sgd", 1.0, True, 100000)
+    assert reptile.inner_state == "carried" and not reptile.log_episode
 
 
 def test_fomaml_config_builds_first_order_maml():
@@ -315,3 +316,45 @@ def test_training_fit_logging_keeps_the_pseudo_gradient_and_reports_phi_on_the_q
     x, y = torch.cat([tasks.support_x[0], tasks.query_x[0]]), torch.cat([tasks.support_y[0], tasks.query_y[0]])
     phi0 = lf.adapt(model, theta, x, y, F.cross_entropy, 2, lf.sgd(0.3))
     torch.testing.assert_close(out.predictions[0], lf.forward_with(model, phi0, tasks.query_x[0]))
+
+
+def test_carried_adam_state_is_the_authors_one_optimizer_across_tasks():
+    """inner_state='carried' = one torch.optim.Adam (beta1 = 0) for all tasks, the weights reset to theta for each task."""
+    model, tasks = mlp(), blobs(size=3)
+    reptile = Reptile(copy.deepcopy(model), inner_lr=0.01, inner_steps=3, inner_optimizer="adam", inner_state="carried", inner_batch=4)
+    generator = torch.Generator().manual_seed(5)
+    for _ in range(2):  # two meta-batches: the state carries across them too
+        reptile.zero_grad()
+        reptile.meta_loss(tasks, generator=generator).loss.backward()
+    grads = {k[len("model."):]: p.grad.clone() for k, p in reptile.named_parameters()}
+
+    # the oracle replays the same two meta-batches: theta moves by the first pseudo-gradient with outer SGD step 0
+    oracle_net = copy.deepcopy(model)
+    opt = torch.optim.Adam(oracle_net.parameters(), lr=0.01, betas=(0.0, 0.999))
+    theta = {k: v.detach().clone() for k, v in model.named_parameters()}
+    generator = torch.Generator().manual_seed(5)
+    for _ in range(2):
+        phis = []
+        for t in range(tasks.batch_size):
+            x = torch.cat([tasks.support_x[t], tasks.query_x[t]])
+            y = torch.cat([tasks.support_y[t], tasks.query_y[t]])
+            order = minibatch_order(len(x), 4, 3, generator)
+            with torch.no_grad():
+                for k, p in oracle_net.named_parameters():
+                    p.copy_(theta[k])
+            for step in range(3):
+                opt.zero_grad()
+                F.cross_entropy(oracle_net(x[order[step]]), y[order[step]]).backward()
+                opt.step()
+            phis.append({k: p.detach().clone() for k, p in oracle_net.named_parameters()})
+    for k in theta:
+        expected = theta[k] - torch.stack([phi[k] for phi in phis]).mean(0)
+        torch.testing.assert_close(grads[k], expected, atol=1e-10, rtol=1e-8)
+    assert int(reptile.adam_steps) == 2 * 3 * 3
+
+
+def test_carried_state_needs_adam_and_the_loop():
+    with pytest.raises(ValueError, match="needs inner_optimizer='adam' and strategy='loop'"):
+        Reptile(mlp(), inner_state="carried")
+    with pytest.raises(ValueError, match="unknown inner_state"):
+        Reptile(mlp(), inner_state="global")

@@ -69,11 +69,13 @@ class Mirror(nn.Module):
 
     The tensor for ``features.0.1.weight`` is this module's parameter ``features.0.1.weight``:
     sub-modules mirror the model's, so names need no escaping and checkpoints read naturally.
-    Meta-SGD's learned rates and per-step BatchNorm parameters are mirrors.
+    Meta-SGD's learned rates and per-step BatchNorm parameters are mirrors; with ``buffers=True``
+    the tensors are buffers (state saved in checkpoints, not trained), e.g. Reptile's carried Adam moments.
     """
 
-    def __init__(self, tensors: Params) -> None:
+    def __init__(self, tensors: Params, buffers: bool = False) -> None:
         super().__init__()
+        self.buffers_only = buffers
         for name, value in tensors.items():
             *path, leaf = name.split(".")
             node: nn.Module = self
@@ -81,11 +83,14 @@ class Mirror(nn.Module):
                 if part not in node._modules:
                     node.add_module(part, nn.Module())
                 node = node._modules[part]
-            node.register_parameter(leaf, nn.Parameter(value))
+            if buffers:
+                node.register_buffer(leaf, value)
+            else:
+                node.register_parameter(leaf, nn.Parameter(value))
 
     def as_dict(self) -> Params:
         """The tensors keyed like the mirrored parameters (shared, not copied)."""
-        return dict(self.named_parameters())
+        return dict(self.named_buffers() if self.buffers_only else self.named_parameters())
 
 
 def preprocess_gradient(x: Tensor, p: float = 10.0) -> Tensor:

@@ -95,27 +95,33 @@ def sgd(lr: float | Params) -> InnerOptimizer:
     return InnerOptimizer(lambda params: (), update)
 
 
-def adam(lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> InnerOptimizer:
+def adam(lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+         moments: tuple[Params, Params] | None = None, steps_taken: int = 0) -> InnerOptimizer:
     """Adam (Kingma & Ba 2015) as ``torch.optim.Adam`` computes it, functional and differentiable.
 
     The Reptile paper's inner loop uses ``betas=(0.0, 0.999)``. Second order through Adam is
     well defined: where a gradient is exactly zero (a dead ReLU unit) the square root's
     derivative is taken as 0, its value on the flat region around it, instead of ``inf``.
 
-    State: ``(m, v)``, first and second moment dicts keyed like the adapted parameters.
+    State: ``(m, v)``, first and second moment dicts keyed like the adapted parameters. ``moments``
+    and ``steps_taken`` continue an earlier run of the rule (its final state and step count), as the
+    Reptile authors' code does when it carries Adam's moments from task to task; by default the
+    moments start at zero.
     """
     beta1, beta2 = betas
     if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
         raise ValueError(f"adam betas must lie in [0, 1), got {betas}")
 
     def init(params: Params) -> State:
+        if moments is not None:
+            return {k: moments[0][k] for k in params}, {k: moments[1][k] for k in params}
         return {k: torch.zeros_like(p) for k, p in params.items()}, {k: torch.zeros_like(p) for k, p in params.items()}
 
     def update(grads: Params, state: State, params: Params, step: int) -> tuple[Params, State]:
         m, v = state
         m = {k: beta1 * m[k] + (1 - beta1) * grads[k] for k in params}
         v = {k: beta2 * v[k] + (1 - beta2) * grads[k] * grads[k] for k in params}
-        t = step + 1
+        t = steps_taken + step + 1
         correction1, correction2 = 1 - beta1**t, (1 - beta2**t) ** 0.5
         new = {k: p - (lr / correction1) * m[k] / (_sqrt(v[k]) / correction2 + eps) for k, p in params.items()}
         return new, (m, v)
@@ -160,7 +166,8 @@ def adapt(
     implicit: Implicit = Implicit(),
     step_params: Sequence[Params] = (),
     batches: Tensor | None = None,
-) -> Params:
+    return_state: bool = False,
+) -> Params | tuple[Params, State]:
     """Takes ``steps`` update-rule steps on the support loss and returns the adapted parameters.
 
     Args:
@@ -181,6 +188,7 @@ def adapt(
             ``step_params[min(k, len - 1)]`` (per-step BatchNorm); they do not adapt.
         batches: ``(steps, batch_size)`` support row indices, one mini-batch per step
             (``minibatch_order``); default: every step takes the whole support set.
+        return_state: also return the update rule's final state (to continue it later, e.g. Adam's moments).
 
     Returns:
         ``Params``: all parameters, the adapted ones replaced; differentiable w.r.t. ``params``
@@ -201,7 +209,7 @@ def adapt(
         raise ValueError(f"batches must hold one row of support indices per step, shape (>= {steps}, batch_size); "
                          f"got {tuple(batches.shape)}")
     if steps == 0:
-        return dict(params)
+        return (dict(params), update.init({k: params[k] for k in keys})) if return_state else dict(params)
     fast = {k: params[k] for k in keys}
     frozen = {k: v for k, v in params.items() if k not in fast}
 
@@ -214,10 +222,12 @@ def adapt(
         check_implicit(implicit)
         theta = detach(fast)
         with torch.no_grad():  # no graph through the loop: backward solves for the gradient instead
-            phi = _run(model, theta, detach(frozen), support_x, support_y, loss_fn, steps, update, "first-order",
-                       lambda f: proximal(f, theta, implicit.lam), ())
-        return {**frozen, **implicit_solution(model, loss_fn, support_x, support_y, fast, frozen, phi, implicit)}
-    return {**frozen, **_run(model, fast, frozen, support_x, support_y, loss_fn, steps, update, memory, None, step_params, batches)}
+            phi, state = _run(model, theta, detach(frozen), support_x, support_y, loss_fn, steps, update, "first-order",
+                              lambda f: proximal(f, theta, implicit.lam), ())
+        adapted = {**frozen, **implicit_solution(model, loss_fn, support_x, support_y, fast, frozen, phi, implicit)}
+        return (adapted, state) if return_state else adapted
+    fast, state = _run(model, fast, frozen, support_x, support_y, loss_fn, steps, update, memory, None, step_params, batches)
+    return ({**frozen, **fast}, state) if return_state else {**frozen, **fast}
 
 
 def _run(
@@ -234,7 +244,7 @@ def _run(
     step_params: Sequence[Params],
     batches: Tensor | None = None,
 ) -> Params:
-    """The loop itself: ``steps`` steps from ``fast``; returns the adapted ``fast`` only."""
+    """The loop itself: ``steps`` steps from ``fast``; returns the adapted ``fast`` and the rule's final state."""
 
     def support_loss(fast_params: Params, step: int) -> Tensor:
         x, y = (support_x, support_y) if batches is None else (support_x[batches[step]], support_y[batches[step]])
@@ -266,7 +276,7 @@ def _run(
                                  "use strategy='loop', or memory='implicit' for a memory-light vmap") from error
         else:
             fast, state = one_step(fast, state, step)
-    return fast
+    return fast, state
 
 
 class InnerLoop(NamedTuple):

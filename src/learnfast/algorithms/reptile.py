@@ -17,13 +17,14 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from .._types import Params
-from ..functional import detach, forward_with
+from ..functional import Mirror, detach, forward_with
 from ..inner import InnerOptimizer, adapt, adam, inner_loop, minibatch_order, sgd
 from ..tasks import Task, check_batch, task_at
 from .base import Algorithm, MetaOutput, inner_steps_pair, query_loss, submodule_params
 
 PREFIX = "model."
 INNER_OPTIMIZERS = ("sgd", "adam")
+INNER_STATES = ("per-task", "carried")
 
 
 class Reptile(Algorithm):
@@ -53,6 +54,11 @@ class Reptile(Algorithm):
             the mini-batches are drawn from ``meta_loss``'s ``generator``.
         eval_inner_batch: examples per inner step at test time (default: the whole support set);
             smaller batches take a fixed order (``inner.minibatch_order`` without a generator).
+        inner_state: ``"per-task"``: the inner optimizer starts afresh on every task; ``"carried"`` (the
+            authors' code, whose TensorFlow Adam keeps its moments while the weights are reset): Adam's
+            moments and step count continue from task to task in training, and test-time adaptation
+            starts from them without changing them. Fresh Adam moments make each first step a
+            sign step of size ``inner_lr`` on every weight, however small its gradient.
         log_episode: ``meta_loss``'s value and predictions are a test episode's (the query set after
             adapting to the support set alone: one more inner loop per task, about half the cost of
             a meta-batch with the paper's recipe). ``False``: the query predictions of each task's
@@ -84,6 +90,7 @@ class Reptile(Algorithm):
         inner_batch: int | None = None,
         eval_inner_batch: int | None = None,
         log_episode: bool = True,
+        inner_state: str = "per-task",
         bn: str = "transductive",
     ) -> None:
         super().__init__(loss=loss, strategy=strategy)
@@ -98,11 +105,28 @@ class Reptile(Algorithm):
         self.model = model
         self.inner_lr, self.inner_optimizer = inner_lr, inner_optimizer
         self.inner_batch, self.eval_inner_batch, self.log_episode = inner_batch, eval_inner_batch, log_episode
+        if inner_state not in INNER_STATES:
+            raise ValueError(f"unknown inner_state {inner_state!r}; choose one of {INNER_STATES}")
+        if inner_state == "carried" and (inner_optimizer != "adam" or strategy != "loop"):
+            raise ValueError("inner_state='carried' carries Adam's moments from one task to the next, so it needs "
+                             "inner_optimizer='adam' and strategy='loop' (tasks one after another)")
+        self.inner_state = inner_state
+        if inner_state == "carried":  # Adam's moments and step count, kept across tasks and saved in checkpoints
+            zeros = {k: torch.zeros_like(v) for k, v in model.named_parameters() if v.requires_grad}
+            self.adam_m, self.adam_v = Mirror(zeros, buffers=True), Mirror({k: v.clone() for k, v in zeros.items()}, buffers=True)
+            self.register_buffer("adam_steps", torch.zeros((), dtype=torch.long))
         self.inner_steps, self.eval_inner_steps = inner_steps_pair(inner_steps, eval_inner_steps)
         self.inner = inner_loop("second-order", False, bn, strategy)
 
-    def update_rule(self) -> InnerOptimizer:
-        return adam(self.inner_lr, betas=(0.0, 0.999)) if self.inner_optimizer == "adam" else sgd(self.inner_lr)
+    def update_rule(self, carried: tuple[Params, Params, int] | None = None) -> InnerOptimizer:
+        """The inner optimizer; ``carried = (m, v, steps)`` continues Adam from that state (``inner_state="carried"``)."""
+        if self.inner_optimizer == "sgd":
+            return sgd(self.inner_lr)
+        if carried is None and self.inner_state == "carried":
+            carried = (self.adam_m.as_dict(), self.adam_v.as_dict(), int(self.adam_steps))
+        if carried is None:
+            return adam(self.inner_lr, betas=(0.0, 0.999))
+        return adam(self.inner_lr, betas=(0.0, 0.999), moments=carried[:2], steps_taken=carried[2])
 
     def task_predict(self, meta_params: Params, task: Task, inner_steps: int) -> Tensor:
         n, size = task.support_x.shape[0], self.eval_inner_batch
@@ -132,7 +156,21 @@ class Reptile(Algorithm):
             generator = torch.Generator().manual_seed(0) if generator is None else generator
             batches = torch.stack([minibatch_order(x.shape[1], self.inner_batch, steps, generator)
                                    for _ in range(batch.batch_size)])  # (B, steps, inner_batch)
-        if self.strategy == "vmap":
+        if self.inner_state == "carried":  # tasks one after another, each continuing Adam where the last one left it
+            m, v, t = self.adam_m.as_dict(), self.adam_v.as_dict(), int(self.adam_steps)
+            phis = []
+            for i in range(batch.batch_size):
+                phi_i, (m, v) = adapt(self.model, theta, x[i], y[i], self.loss_fn, steps=steps, update=self.update_rule((m, v, t)),
+                                      memory="first-order", batches=None if batches is None else batches[i], return_state=True)
+                phis.append(phi_i)
+                m, v, t = detach(m), detach(v), t + steps
+            with torch.no_grad():
+                for mine, new in ((self.adam_m.as_dict(), m), (self.adam_v.as_dict(), v)):
+                    for k, buffer in mine.items():
+                        buffer.copy_(new[k])
+                self.adam_steps.fill_(t)
+            phi = {k: torch.stack([p[k] for p in phis]) for k in theta}
+        elif self.strategy == "vmap":
             if batches is None:
                 phi = vmap(lambda xi, yi: self.train_on_task(theta, xi, yi, steps))(x, y)  # each (B, *shape)
             else:
