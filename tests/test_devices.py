@@ -49,3 +49,19 @@ def test_train_and_eval_on_cuda_then_load_on_cpu(tmp_path, capsys):
     capsys.readouterr()
     model = lf.load(tmp_path / "r" / "best.safetensors", device="cpu")
     assert next(model.parameters()).device.type == "cpu"
+
+
+def test_rank_shares_of_tasks_and_episodes_are_disjoint_and_cover_everything():
+    from learnfast.protocol import fixed_episodes
+    from learnfast.train.distributed import Ranks, shard_tasks
+    from conftest import blob_tasks
+
+    batch = blob_tasks(6, torch.Generator().manual_seed(0))
+    shares = [shard_tasks(batch, Ranks(rank, 3)) for rank in range(3)]
+    assert all(share.batch_size == 2 for share in shares)
+    torch.testing.assert_close(torch.cat([s.support_x for s in shares]), batch.support_x)
+    source = type("Source", (), {"sample": lambda self, n, g: blob_tasks(n, g)})()
+    whole = torch.cat([t.support_x for t in fixed_episodes(source, 7, 0, 1)])
+    parts = {rank: [t.support_x for t in fixed_episodes(source, 7, 0, 1, range(rank, 7, 2))] for rank in range(2)}
+    interleaved = [parts[i % 2][i // 2] for i in range(7)]
+    torch.testing.assert_close(torch.cat(interleaved), whole)  # the same fixed set, whatever the number of ranks
