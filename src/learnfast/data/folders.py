@@ -20,7 +20,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .labelled import DataError, LabelledData, label_ids
-from .root import cache_dir, save_npy_atomic
+from .root import cache_dir, replace_atomic
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -97,6 +97,6 @@ def image_folder(root: str | os.PathLike, size: int = 28, channels: int = 1, inv
             images = None
     if images is None:
         images = np.stack([decode_image(path, size, channels, invert) for _, path in items])
-        save_npy_atomic(cached, images)
+        replace_atomic(cached, lambda tmp: np.save(tmp, images))
     labels, names = label_ids([name for name, _ in items], str(root))
     return LabelledData(torch.from_numpy(images), labels, names, source=str(root))

@@ -25,7 +25,6 @@ import json
 import pickle
 import struct
 import sys
-import uuid
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .root import cache_dir, data_root, where_looked
+from .root import cache_dir, data_root, replace_atomic, where_looked
 
 IMAGE_SIZE = 28
 DRAWINGS = 20
@@ -154,15 +153,9 @@ def _write_cache(path: Path, archive: OmniglotArchive, source_sha256: str) -> No
         "dtype": images.dtype.str,
         "digest": _content_digest(images, archive.alphabets, archive.characters),
     }
-    # a temporary name of its own: two runs started together both build the cache, and the later
-    # atomic replace wins with identical contents instead of one finding the other's file gone
-    tmp = path.with_name(f"{path.stem}.{uuid.uuid4().hex}.tmp.npz")
-    try:
-        np.savez(tmp, images=images, alphabets=np.array(archive.alphabets), characters=np.array(archive.characters),
-                 meta=np.array(json.dumps(record)))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # two runs started together both build the cache; the later replace wins with identical contents
+    replace_atomic(path, lambda tmp: np.savez(tmp, images=images, alphabets=np.array(archive.alphabets),
+                                              characters=np.array(archive.characters), meta=np.array(json.dumps(record))))
 
 
 def _read_cache(path: Path, source_sha256: str, n_chars: int) -> OmniglotArchive:

@@ -17,7 +17,9 @@ set ``LEARNFAST_DATA`` / ``--data-root``).
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
+from typing import Callable
 
 DATA_ENV = "LEARNFAST_DATA"
 # tried in order when no root is given; relative to the current directory at the time of the call
@@ -98,16 +100,13 @@ def cache_dir() -> Path:
     return path
 
 
-def save_npy_atomic(path: Path, array) -> None:
-    """``np.save(path, array)`` through a temporary file of its own, then a rename: a reader never sees a
-    half-written cache, and two processes building the same cache never share a temporary file."""
-    import uuid
-
-    import numpy as np
-
-    tmp = path.with_name(f"{path.stem}.{uuid.uuid4().hex}.tmp.npy")
+def replace_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` to a temporary file of its own beside ``path`` (same suffix), then a rename to ``path``:
+    a reader never sees a half-written file, and two processes writing the same file (two runs building
+    one cache, two writers of one checkpoint) never share or delete each other's temporary file."""
+    tmp = path.with_name(f"{path.stem}.{uuid.uuid4().hex}.tmp{path.suffix}")
     try:
-        np.save(tmp, array)
+        write(tmp)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

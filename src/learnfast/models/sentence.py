@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.root import cache_dir, save_npy_atomic
+from ..data.root import cache_dir, replace_atomic
 
 MODEL = "all-MiniLM-L6-v2"
 DIM = 384
@@ -50,7 +50,7 @@ def sentence_embeddings(texts: Sequence[str], batch_size: int = 128) -> Tensor:
     with torch.no_grad():
         array = _load_model().encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
                                      show_progress_bar=len(texts) > 1000).astype(np.float32)
-    save_npy_atomic(path, array)
+    replace_atomic(path, lambda tmp: np.save(tmp, array))
     return torch.from_numpy(array)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+
+from ..data.root import replace_atomic
 
 FORMAT = "learnfast-checkpoint-1"
 
@@ -55,13 +56,7 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
                     scalars[f"{idx}/{name}"] = value
         optim_meta = {"param_groups": ckpt.optimizer["param_groups"], "scalars": scalars}
     metadata = {"format": FORMAT, "meta": json.dumps(ckpt.meta), "optimizer": json.dumps(optim_meta)}
-    # a name of its own: two writers never share (or delete) each other's temporary file
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     path = Path(path)
