@@ -124,3 +124,11 @@ def agree(error: str | None, ranks: Ranks) -> str | None:
 def barrier(ranks: Ranks) -> None:
     if ranks.active:
         dist.barrier()
+
+
+def close_ranks() -> None:
+    """Leave the process group together: a barrier, then destroy it. A rank that exits while another one
+    is still connected can be aborted by gloo (SIGABRT at exit), which failed torchrun runs at random."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
