@@ -16,7 +16,6 @@ from torch import Tensor
 from .algorithms import Algorithm
 from .tasks import Task
 from .train.build import metric_name
-from .train.distributed import resolve_device
 from .train.evaluate import EvalResult
 from .train.evaluate import evaluate as evaluate_source
 from .train.restore import evaluation_seed, evaluation_source, restore
@@ -48,10 +47,9 @@ def load(
     Returns:
         The algorithm (an ``nn.Module``); its run config is ``algorithm.run_config``.
     """
-    restored = restore(path, ways, shots, queries, split)
-    algorithm = restored.algorithm.to(resolve_device(device))
-    algorithm.run_config = restored.config
-    return algorithm
+    restored = restore(path, ways, shots, queries, split, device)
+    restored.algorithm.run_config = restored.config
+    return restored.algorithm
 
 
 def evaluate(

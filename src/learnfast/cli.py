@@ -13,7 +13,7 @@ from typing import Any
 from .data.omniglot import OmniglotDataError
 from .train.checkpoint import CheckpointError
 from .train.config import ConfigError, RunConfig, list_configs, load_config, tomllib
-from .train.distributed import DEVICES
+from .train.distributed import DEVICES, close_ranks
 from .train.run_folder import RunFolderError
 
 # flag -> (section, key, type)
@@ -29,6 +29,7 @@ TRAIN_FLAGS = {
 
 DATA_ROOT_HELP = ("data folder holding omniglot/ etc.; default: $LEARNFAST_DATA, else the first of ./data and "
                   "../shared/data that holds the dataset")
+DEVICE_HELP = "cpu, cuda, or auto (CUDA when there is one; default)"
 FLAG_HELP = {"precision": "train.precision: fp32 (default) or bf16 (autocast of the training step; evaluation stays fp32)"}
 
 
@@ -140,8 +141,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     _setup_process(args)
     device = resolve_device(args.device)
     ranks = init_ranks(device)
-    restored = restore(args.checkpoint, args.ways, args.shots, args.queries, args.split)
-    algorithm, cfg, meta = restored.algorithm.to(device), restored.config, restored.meta
+    restored = restore(args.checkpoint, args.ways, args.shots, args.queries, args.split, device)
+    algorithm, cfg, meta = restored.algorithm, restored.config, restored.meta
     e = cfg.eval
     episodes = args.episodes or e.episodes
     seed = evaluation_seed(cfg, args.part) if args.seed is None else args.seed
@@ -191,16 +192,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import csv
 
-    import torch
-
     from .api import predict
-    from .train.distributed import resolve_device
     from .train.predict import load_queries, load_support
     from .train.restore import restore
 
     _setup_process(args)
-    restored = restore(args.checkpoint)
-    algorithm, cfg = restored.algorithm.to(resolve_device(args.device)), restored.config
+    restored = restore(args.checkpoint, device=args.device)
+    algorithm, cfg = restored.algorithm, restored.config
     support_x, support = load_support(cfg, args.support, invert=args.invert)
     queries = load_queries(cfg, args.query, invert=args.invert)
     if algorithm.needs_head and support.num_classes != cfg.train.ways:
@@ -259,6 +257,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .train.build import metric_name
     from .train.evaluate import evaluate
     from .train.report import episode_grid, write_report
     from .train.restore import evaluation_seed, evaluation_source, restore
@@ -273,9 +272,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         restored = restore(best)
         source = evaluation_source(restored.config, "test", args.data_root)
         if args.test_episodes:
-            result = evaluate(restored.algorithm, source, "accuracy" if restored.meta.get("metric", "accuracy") == "accuracy" else
-                              restored.meta["metric"], args.test_episodes, seed=evaluation_seed(restored.config, "test"),
-                              progress=not args.no_progress)
+            result = evaluate(restored.algorithm, source, metric_name(restored.config), args.test_episodes,
+                              seed=evaluation_seed(restored.config, "test"), progress=not args.no_progress)
             test = {"episodes": result.episodes, "mean": result.mean, "ci95": result.ci95}
         if args.episode_grid:
             grid = episode_grid(restored.algorithm, source, out, episodes=args.episode_grid)
@@ -351,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--test-episodes", type=at_least(0), default=0, help="after training, evaluate the best checkpoint on this many test episodes")
     train.add_argument("--data-root", help=DATA_ROOT_HELP)
     train.add_argument("--threads", type=at_least(1), help="torch CPU threads")
-    train.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda, or auto (CUDA when there is one; default)")
+    train.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_argument("--json", action="store_true", help="end with one JSON object (the last record, best score, paths) instead of the summary")
     train.set_defaults(func=cmd_train)
@@ -374,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--inner-steps", type=at_least(0), help="test-time adaptation steps (gradient-based methods)")
     ev.add_argument("--data-root", help=DATA_ROOT_HELP)
     ev.add_argument("--threads", type=at_least(1), help="torch CPU threads")
-    ev.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda, or auto (CUDA when there is one; default)")
+    ev.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
     ev.add_argument("--json", action="store_true", help="print one JSON object (progress stays on stderr)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_eval)
@@ -390,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--inner-steps", type=at_least(0), help="adaptation steps (gradient-based methods)")
     pr.add_argument("--json", action="store_true", help="print one JSON list, an object per query")
     pr.add_argument("--csv", metavar="OUT", help="write a CSV (query, label, probability, one column per class)")
-    pr.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda, or auto (default)")
+    pr.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
     pr.add_argument("--threads", type=at_least(1), help="torch CPU threads")
     pr.set_defaults(func=cmd_predict)
 
@@ -457,7 +455,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        close_ranks()  # under torchrun: every rank finishes before any exits
+        return code
     except (ConfigError, CheckpointError, OmniglotDataError, RunFolderError, FileNotFoundError, ValueError, ImportError,
             FloatingPointError) as err:
         print(printable(f"learnfast {args.command}: error: {err}"), file=sys.stderr)

@@ -6,10 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..algorithms import Algorithm
 from .build import build_algorithm, build_source
 from .checkpoint import CheckpointError, load_checkpoint, restore_weights
 from .config import RunConfig
+from .distributed import resolve_device
 
 VAL_SEED = 12345  # validation episodes are fixed, and distinct from the default test seed
 PARTS = ("test", "val")
@@ -30,9 +33,10 @@ def restore(
     shots: int | None = None,
     queries: int | None = None,
     split: str | None = None,
+    device: str | torch.device = "cpu",
 ) -> Restored:
-    """Loads ``path`` (no code executed) and rebuilds its algorithm; ``ways`` / ``shots`` / ``queries``
-    override the config's evaluation episodes, ``split`` its class split."""
+    """Loads ``path`` (no code executed) and rebuilds its algorithm on ``device`` (``distributed.resolve_device``);
+    ``ways`` / ``shots`` / ``queries`` override the config's evaluation episodes, ``split`` its class split."""
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt.meta.get("config"), dict):
         raise CheckpointError(f"{path}: its metadata holds no run config; it was not written by `learnfast train` "
@@ -45,7 +49,7 @@ def restore(
         cfg.override("data", "split", split)
     algorithm = build_algorithm(cfg)
     restore_weights(algorithm, ckpt.weights, path)
-    return Restored(algorithm.eval(), cfg, ckpt.meta)
+    return Restored(algorithm.to(resolve_device(device)).eval(), cfg, ckpt.meta)
 
 
 def evaluation_seed(cfg: RunConfig, part: str) -> int:
