@@ -24,7 +24,7 @@ import math
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
@@ -212,6 +212,11 @@ class Trainer:
         return record["iteration"] <= self.iteration
 
     # -- the two kinds of step ------------------------------------------------------------------
+    @property
+    def _sign(self) -> float:
+        """``best`` is kept as ``sign * score``, so higher is better: highest accuracy, lowest loss or MSE."""
+        return 1.0 if self.metric == "accuracy" else -1.0
+
     def _done(self) -> int:
         """Iterations done in the current phase."""
         return self.pretraining.iteration if self.phase == PRETRAIN else self.iteration
@@ -280,9 +285,8 @@ class Trainer:
         record["val_" + self.metric] = score
         if math.isfinite(result.ci95):
             record["val_ci95"] = result.ci95
-        sign = 1.0 if self.metric == "accuracy" else -1.0  # best = highest accuracy / lowest MSE
-        if sign * score > self.best:
-            self.best, self.best_iteration = sign * score, self._done() if self.phase == META else None
+        if self._sign * score > self.best:
+            self.best, self.best_iteration = self._sign * score, self._done() if self.phase == META else None
             if self.ranks.main:
                 save_checkpoint(self.out_dir / "best.safetensors", Checkpoint(
                     weights=self.algorithm.state_dict(), meta=self._meta(val_score=score)))
@@ -365,32 +369,22 @@ class Trainer:
 
     @contextmanager
     def _folder(self, resume: bool, overwrite: bool) -> Iterator[None]:
-        """The run folder, checked and locked by rank 0; the other ranks stop with its error, if any."""
-        if not self.ranks.main:
-            error = agree(None, self.ranks)
+        """The run folder, checked and locked by rank 0 for the run's life; every rank stops with its error, if any."""
+        with ExitStack() as held:
+            error = None
+            if self.ranks.main:
+                try:
+                    check_out_folder(self.out_dir)
+                    self.out_dir.mkdir(parents=True, exist_ok=True)
+                    held.enter_context(RunLock(self.out_dir))
+                    prepare_run_folder(self.out_dir, resume, overwrite)
+                except RunFolderError as err:
+                    error = str(err)
+            error = agree(error, self.ranks)
             if error is not None:
                 raise RunFolderError(error)
             barrier(self.ranks)  # rank 0 has emptied the folder (--overwrite) before anyone reads it
             yield
-            return
-        try:
-            check_out_folder(self.out_dir)
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            lock = RunLock(self.out_dir).__enter__()
-            try:
-                prepare_run_folder(self.out_dir, resume, overwrite)
-            except RunFolderError:
-                lock.__exit__(None, None, None)
-                raise
-        except RunFolderError as error:
-            agree(str(error), self.ranks)
-            raise
-        agree(None, self.ranks)
-        barrier(self.ranks)
-        try:
-            yield
-        finally:
-            lock.__exit__(None, None, None)
 
     def _fit(self) -> dict[str, Any]:
         self._running = True  # from here on the state is whole between steps, and a signal saves it
@@ -405,9 +399,8 @@ class Trainer:
                     save_checkpoint(self.out_dir / "pretrained.safetensors", Checkpoint(weights=self.algorithm.state_dict(), meta=self._meta()))
                 self._save_last()
             record = self._run_phase(log, self.cfg.train.iterations, self.cfg.train.val_every) or record
-        sign = 1.0 if self.metric == "accuracy" else -1.0
-        return {**record, "best_score": sign * self.best, "best_iteration": self.best_iteration,
-                "train_seconds": self.train_seconds, "warnings": self._warnings(sign * self.best)}
+        return {**record, "best_score": self._sign * self.best, "best_iteration": self.best_iteration,
+                "train_seconds": self.train_seconds, "warnings": self._warnings(self._sign * self.best)}
 
     def _warnings(self, best: float) -> list[str]:
         """A run that learned nothing: its best validation accuracy is near chance (1 / ways)."""
