@@ -81,12 +81,12 @@ def plain(backbone: nn.Module) -> nn.Sequential:
     return nn.Sequential(*blocks, *flat).to(memory_format=torch.contiguous_format)
 
 
-def learnfast_step(algorithm: lf.Algorithm, precision: str = "fp32") -> Step:
+def learnfast_step(algorithm: lf.Algorithm, precision: str = "fp32", device: str = "cpu") -> Step:
     optimizer = torch.optim.Adam(algorithm.parameters(), lr=1e-3)
 
     def step(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> float:
         batch = lf.Task(sx[None], sy[None], qx[None], qy[None])
-        with autocast(precision):  # what `[train] precision` does in the trainer
+        with autocast(precision, torch.device(device).type):  # what `[train] precision` does in the trainer
             loss = algorithm.meta_loss(batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -114,42 +114,46 @@ def relation_mse(scores: Tensor, targets: Tensor) -> Tensor:
     return F.mse_loss(scores, F.one_hot(targets, scores.shape[-1]).to(scores.dtype))
 
 
-def build(method: str, ways: int, seed: int, bf16: bool = True) -> dict[str, Step]:
-    """The rows for ``method`` (``learnfast_bf16`` only with ``bf16``), all from one seeded backbone's weights."""
+def build(method: str, ways: int, seed: int, bf16: bool = True, device: str = "cpu") -> dict[str, Step]:
+    """The rows for ``method`` (``learnfast_bf16`` only with ``bf16``), all from one seeded backbone's weights, on ``device``."""
     methods = import_easyfsl()
     torch.manual_seed(seed)
-    backbone = build_backbone("conv4-maps" if method == "relation" else "conv4", (1, 28, 28), None)
+    backbone = build_backbone("conv4-maps" if method == "relation" else "conv4", (1, 28, 28), None).to(device)
     rows = {}
     for row in ROWS if bf16 else (r for r in ROWS if r != "learnfast_bf16"):
         mine = copy.deepcopy(backbone)
         theirs = plain(mine) if row == "easyfsl" else mine  # plain() converts in place: easyfsl's copy only
         torch.manual_seed(seed + 1)  # the heads (LSTMs, relation module) start alike too
-        precision = "bf16" if row == "learnfast_bf16" else "fp32"
-        if method == "protonet":
-            rows[row] = learnfast_step(ProtoNet(mine), precision) if row.startswith("learnfast") else easyfsl_step(methods.PrototypicalNetworks(theirs), F.cross_entropy)
-        elif method == "matching":
-            rows[row] = learnfast_step(MatchingNet(mine, fce=True), precision) if row.startswith("learnfast") else easyfsl_step(
-                methods.MatchingNetworks(theirs, feature_dimension=64), F.nll_loss)
-        elif method == "relation":
-            rows[row] = learnfast_step(RelationNet(mine), precision) if row.startswith("learnfast") else easyfsl_step(
-                methods.RelationNetworks(theirs, feature_dimension=64), relation_mse)
-        else:
-            raise SystemExit(f"unknown method {method!r}; choose from protonet, matching, relation")
+        with torch.device(device):  # heads built below land beside the backbone
+            precision = "bf16" if row == "learnfast_bf16" else "fp32"
+            if method == "protonet":
+                rows[row] = learnfast_step(ProtoNet(mine), precision, device) if row.startswith("learnfast") else easyfsl_step(methods.PrototypicalNetworks(theirs), F.cross_entropy)
+            elif method == "matching":
+                rows[row] = learnfast_step(MatchingNet(mine, fce=True), precision, device) if row.startswith("learnfast") else easyfsl_step(
+                    methods.MatchingNetworks(theirs, feature_dimension=64), F.nll_loss)
+            elif method == "relation":
+                rows[row] = learnfast_step(RelationNet(mine), precision, device) if row.startswith("learnfast") else easyfsl_step(
+                    methods.RelationNetworks(theirs, feature_dimension=64), relation_mse)
+            else:
+                raise SystemExit(f"unknown method {method!r}; choose from protonet, matching, relation")
     return rows
 
 
-def episodes(n: int, ways: int, shots: int, queries: int, seed: int) -> list[tuple[Tensor, ...]]:
+def episodes(n: int, ways: int, shots: int, queries: int, seed: int, device: str = "cpu") -> list[tuple[Tensor, ...]]:
+    """``n`` random episodes, made on the CPU from ``seed`` (the same on every device) and moved to ``device`` once."""
     g = torch.Generator().manual_seed(seed)
     labels = lambda k: torch.arange(ways).repeat_interleave(k)
-    return [
+    made = [
         (torch.rand(ways * shots, 1, 28, 28, generator=g), labels(shots), torch.rand(ways * queries, 1, 28, 28, generator=g), labels(queries))
         for _ in range(n)
     ]
+    return [tuple(t.to(device) for t in episode) for episode in made]
 
 
 def measure(method: str, args) -> dict:
-    rows = build(method, args.ways, args.seed, bf16=not args.no_bf16)
-    data = episodes(args.episodes, args.ways, args.shots, args.queries, args.seed)
+    rows = build(method, args.ways, args.seed, bf16=not args.no_bf16, device=args.device)
+    data = episodes(args.episodes, args.ways, args.shots, args.queries, args.seed, args.device)
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     for step in rows.values():  # warm-up: allocator, first-call dispatch
         for episode in data[: args.warmup]:
             step(*episode)
@@ -157,9 +161,11 @@ def measure(method: str, args) -> dict:
     for round_ in range(args.rounds):
         for name in list(rows) if round_ % 2 == 0 else list(rows)[::-1]:  # alternate who runs first
             step = rows[name]
+            sync()
             start = time.perf_counter()
             for episode in data:
                 step(*episode)
+            sync()
             rates[name].append(len(data) / (time.perf_counter() - start))
     result = {name: {"episodes_per_s": statistics.median(r), "rounds": r} for name, r in rates.items()}
     base, same = result["easyfsl"]["episodes_per_s"], result["easyfsl_same_module"]["episodes_per_s"]
@@ -182,12 +188,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where every row runs")
     parser.add_argument("--no-bf16", action="store_true",
                         help="skip the learnfast_bf16 row (on CPUs without AVX-512 BF16 / AMX, bfloat16 is emulated and slow)")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="call learnfast.host_memory.keep_freed_memory() first (as the learnfast CLI does); "
                              "process-wide, so every row gains")
     args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is visible to torch")
     torch.set_num_threads(args.threads)
     if args.keep_freed_memory:
         from learnfast.host_memory import keep_freed_memory
@@ -197,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     import easyfsl
 
     report = {
-        "setting": {k: getattr(args, k) for k in ("ways", "shots", "queries", "episodes", "rounds", "threads", "keep_freed_memory")},
+        "setting": {k: getattr(args, k) for k in ("ways", "shots", "queries", "episodes", "rounds", "threads", "device", "keep_freed_memory")},
         "versions": {"torch": torch.__version__, "learnfast": lf.__version__, "easyfsl": getattr(easyfsl, "__version__", "1.5.0")},
         "methods": {},
     }
