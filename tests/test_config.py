@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from learnfast.algorithms import ALGORITHMS
+from learnfast.rl import RL_DATASETS, task_family
 from learnfast.train.build import build_algorithm, metric_name
 from learnfast.train.config import ConfigError, RunConfig, list_configs, load_config
 
@@ -89,9 +90,13 @@ def test_named_configs_exist():
 def test_every_named_config_loads_and_builds(name):
     cfg = load_config(name)
     assert cfg.name == name
+    if cfg.data.dataset in RL_DATASETS:  # the MuJoCo families need the learnfast[rl] extra
+        for module in task_family(cfg.data.dataset).requires:
+            pytest.importorskip(module)
     algorithm = build_algorithm(cfg)
     assert isinstance(algorithm, ALGORITHMS[cfg.algorithm["name"]])
-    assert metric_name(cfg) == {"sinusoid": "mse", "quadratic": "final_loss", "mnist1d": "final_loss"}.get(cfg.data.dataset, "accuracy")
+    assert metric_name(cfg) == {"sinusoid": "mse", "movielens-100k": "mse", "quadratic": "final_loss", "mnist1d": "final_loss",
+                                 **dict.fromkeys(RL_DATASETS, "return")}.get(cfg.data.dataset, "accuracy")
     assert sum(p.numel() for p in algorithm.parameters()) > 0
 
 

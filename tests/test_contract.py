@@ -14,7 +14,11 @@ from conftest import blob_tasks, image_tasks
 WAYS, DIM, EMBED = 3, 8, 8
 # Registered algorithms that do not learn few-shot tasks, with the test that checks their contract instead.
 NOT_FEW_SHOT = {"l2o": "a learned optimizer meta-trains on optimization problems, not on few-shot tasks of a backbone; "
-                       "tests/test_l2o_algorithm.py::test_contract_on_problems runs these checks on problems"}
+                       "tests/test_l2o_algorithm.py::test_contract_on_problems runs these checks on problems",
+               "melu": "a recommender: its network embeds rating-log attributes (MeLUNet) and predicts ratings; "
+                       "tests/test_melu.py::test_contract_on_rating_tasks runs these checks on per-user rating tasks",
+               "maml-rl": "meta-RL learns a policy on task families (learnfast.rl), not few-shot tasks of a backbone; "
+                          "tests/test_maml_rl.py::test_contract_and_seeding runs these checks on 2D navigation tasks"}
 NAMES = sorted(name for name in ALGORITHMS if name not in NOT_FEW_SHOT)
 
 

@@ -1,7 +1,7 @@
 """Layering (DESIGN.md): lower layers never import higher ones, read off every module's imports with ``ast``.
 
 Layers, lowest first: the core (tasks, episodes, functional, inner, implicit, batchnorm, protocol,
-_types, host_memory, data/*, models/*, optim/*); algorithms/*; train/*; the entry points (api, cli, demo, __main__,
+_types, host_memory, data/*, models/*, optim/*, rl/*, recommend/*); algorithms/*; train/*; the entry points (api, cli, demo, __main__,
 the package's ``__init__``). A module may import its own layer and the ones below, never one above;
 function-level imports count too (a function-level import that dodges a cycle is still an upward
 edge). A new top-level module must be placed in a layer here.
@@ -17,7 +17,7 @@ from conftest import REPO_ROOT
 PACKAGE = "learnfast"
 SOURCE = REPO_ROOT / "src" / PACKAGE
 LAYERS = (
-    {"tasks", "episodes", "functional", "inner", "implicit", "batchnorm", "protocol", "_types", "host_memory", "data", "models", "optim"},
+    {"tasks", "episodes", "functional", "inner", "implicit", "batchnorm", "protocol", "_types", "host_memory", "data", "models", "optim", "rl", "recommend"},
     {"algorithms"},
     {"train"},
     {"selection"},

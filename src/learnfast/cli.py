@@ -30,6 +30,7 @@ TRAIN_FLAGS = {
 DATA_ROOT_HELP = ("data folder holding omniglot/ etc.; default: $LEARNFAST_DATA, else the first of ./data and "
                   "../shared/data that holds the dataset")
 DEVICE_HELP = "cpu, cuda, or auto (CUDA when there is one; default)"
+OUT_OF_SCOPE = "out-of-scope"  # predict's label for a query rejected by --reject-below
 FLAG_HELP = {"precision": "train.precision: fp32 (default) or bf16 (autocast of the training step; evaluation stays fp32)"}
 
 
@@ -48,6 +49,10 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
         value = getattr(args, flag)
         if value is not None:
             cfg.override(section, key, value)
+    if getattr(args, "data", None):  # train --data PATH: the user's own classes
+        cfg.override("data", "dataset", "custom")
+        cfg.override("data", "split", "classes")
+        cfg.override("data", "path", args.data)
     for item in args.set:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise ConfigError(f"--set {item!r}: write SECTION.KEY=VALUE, e.g. --set algorithm.inner_lr=0.4")
@@ -161,12 +166,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "inner_steps": args.inner_steps, "checkpoint": str(args.checkpoint),
         "iteration": meta.get("iteration"), "train_seconds": meta.get("train_seconds"),
     }
+    if args.inner_steps is not None and hasattr(algorithm, "decision_keys"):
+        algorithm.eval_inner_steps = args.inner_steps  # MeLU's cold-start tables adapt with the same --inner-steps
     extra = algorithm.extra_report(source, episodes, seed)  # e.g. MANN's per-instance table
     report.update(extra)
     if not args.json:
         for key, value in extra.items():
-            print(f"{key.replace('_', ' ')}: " + (", ".join(f"{k}: {100 * v:.1f}%" for k, v in value.items())
-                                                 if isinstance(value, dict) else str(value)))
+            if key == "cold_start":  # MeLU's per-scenario tables
+                from .recommend.report import format_report
+
+                print(format_report(value, e.shots))
+                continue
+            percentages = isinstance(value, dict) and all(isinstance(v, float) for v in value.values())
+            print(f"{key.replace('_', ' ')}: " + (", ".join(f"{k}: {100 * v:.1f}%" for k, v in value.items()) if percentages
+                                                 else json.dumps(value) if isinstance(value, dict) else str(value)))
     if args.lake_runs:
         from .data.lake_runs import evaluate_lake_runs
 
@@ -182,11 +195,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not args.json:
             d = report["alphabet_distances"]
             print(f"task-embedding distance: same alphabet {d['same']:.4f}, different alphabets {d['different']:.4f} (ratio {d['ratio']:.3f})")
+    if args.clinc150_full:
+        from .train.clinc150_full import full_intent_accuracy, seen_intents
+
+        full = full_intent_accuracy(algorithm, cfg, args.clinc150_full, root=args.data_root, device=device)
+        full["seen_intents"] = seen_intents(cfg, args.data_root)
+        report["clinc150_full"] = full
+        print(f"warning: this checkpoint meta-trained on {full['seen_intents']} of the 150 intents, every utterance of them "
+              f"(official test ones too): the 150-way score is not a few-shot score", file=sys.stderr)
+        if not args.json:
+            print(f"CLINC150 150-way {full['shots']}-shot (official test set, {full['trials']} support draws): "
+                  f"{100 * full['mean']:.2f} ± {100 * full['std']:.2f} % (std)")
+    if args.out_of_scope:
+        report["out_of_scope"] = _out_of_scope(algorithm, cfg, episodes, seed, args, device)
+        if not args.json:
+            from .train.out_of_scope import format_report
+
+            print(format_report(report["out_of_scope"]))
     if not math.isfinite(result.mean):
         print(f"warning: the {metric} is not finite: adaptation diverged on some episode (try fewer --inner-steps)", file=sys.stderr)
     where = " (validation classes)" if args.part == "val" else ""
     print(json.dumps(_strict(report)) if args.json else f"{printable(cfg.name)}{where}: {result}")
     return 0
+
+
+def _out_of_scope(algorithm, cfg: RunConfig, episodes: int, seed: int, args: argparse.Namespace, device) -> dict:
+    """The rejection threshold chosen on the validation intents and oos_val, reported on the test episodes and oos_test."""
+    from .train.out_of_scope import choose_threshold, confidences, out_of_scope_inputs, rejection_report
+    from .train.restore import evaluation_seed, evaluation_source
+
+    if args.part == "val":
+        raise ConfigError("--out-of-scope chooses its threshold on the validation classes and reports the test classes; drop --part val")
+    val = confidences(algorithm, evaluation_source(cfg, "val", args.data_root), out_of_scope_inputs(cfg, "val", args.data_root),
+                      episodes, evaluation_seed(cfg, "val"), device)
+    test = confidences(algorithm, evaluation_source(cfg, "test", args.data_root), out_of_scope_inputs(cfg, "test", args.data_root),
+                       episodes, seed, device)
+    return rejection_report(test, choose_threshold(val))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -199,6 +243,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _setup_process(args)
     restored = restore(args.checkpoint, device=args.device)
     algorithm, cfg = restored.algorithm, restored.config
+    from .train.build import RECOMMENDATION
+
+    if cfg.data.dataset in RECOMMENDATION:
+        return _predict_ratings(args, algorithm, cfg)
+    if args.user or args.top is not None:
+        raise ConfigError("--user and --top belong to rating checkpoints (e.g. zoo/melu-ml100k.safetensors); drop them")
+    if args.query is None:
+        raise ConfigError("--query is required: the images or texts to label")
     support_x, support = load_support(cfg, args.support, invert=args.invert)
     queries = load_queries(cfg, args.query, invert=args.invert)
     if algorithm.needs_head and support.num_classes != cfg.train.ways:
@@ -209,7 +261,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     rows = []
     for name, p in zip(queries.names, probabilities.tolist()):
         best = max(range(len(p)), key=p.__getitem__)
-        rows.append({"query": name, "label": support.class_names[best], "probability": p[best],
+        rejected = args.reject_below is not None and p[best] < args.reject_below
+        rows.append({"query": name, "label": OUT_OF_SCOPE if rejected else support.class_names[best], "probability": p[best],
                      "probabilities": dict(zip(support.class_names, p))})
     if args.csv:
         with open(args.csv, "w", newline="", encoding="utf-8") as f:
@@ -221,6 +274,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
     elif not args.csv:
         for r in rows:
             print(printable(f"{r['query']}\t{r['label']}\t{r['probability']:.3f}"))
+    return 0
+
+
+def _predict_ratings(args: argparse.Namespace, algorithm, cfg: RunConfig) -> int:
+    """``predict`` of a rating checkpoint: the new user's ranked list (``learnfast.train.recommend``)."""
+    import csv
+
+    from .train.recommend import recommend
+
+    if args.invert:
+        raise ConfigError("--invert is for images; a rating checkpoint takes --support RATINGS.csv (item,rating)")
+    bad = [item for item in args.user if "=" not in item]
+    if bad:
+        raise ConfigError(f"--user {bad[0]!r}: write KEY=VALUE, e.g. --user gender=F --user age=31")
+    user = dict(item.split("=", 1) for item in args.user)
+    rows = recommend(algorithm, cfg, args.support, args.query, user, args.top, args.inner_steps, args.data_root)
+    if args.csv:
+        with open(args.csv, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=["rank", "item", "title", "predicted_rating"])
+            writer.writeheader()
+            writer.writerows(rows)
+    if args.json:
+        print(json.dumps(rows))
+    elif not args.csv:
+        for r in rows:
+            print(printable(f"{r['rank']}\t{r['item']}\t{r['title']}\t{r['predicted_rating']:.2f}"))
     return 0
 
 
@@ -279,6 +358,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             grid = episode_grid(restored.algorithm, source, out, episodes=args.episode_grid)
     page = write_report(run, out, test=test, grid=grid)
     print(f"report: {page}")
+    if args.tensorboard:
+        from .train.report import write_tensorboard
+
+        count = write_tensorboard(run, args.tensorboard)
+        print(f"tensorboard: {count} scalars in {args.tensorboard} (tensorboard --logdir {args.tensorboard})")
     return 0
 
 
@@ -342,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, (section, key, typ) in TRAIN_FLAGS.items():
         train.add_argument("--" + flag.replace("_", "-"), dest=flag, type=typ, help=FLAG_HELP.get(flag, f"{section}.{key}"))
     train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override any config value, e.g. algorithm.inner_lr=0.4")
+    train.add_argument("--data", metavar="PATH", help="meta-train on your own classes: a folder of class sub-folders of images, "
+                       "a CSV/JSONL of texts (text, label), or an .npz (x, y); the classes are split into train / val / test "
+                       "by a seeded rule, saved in the run (OUT/classes.json)")
     train.add_argument("--out", help="run folder (default runs/CONFIG_NAME)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors (same config; --iterations and the [train] lr schedule may change)")
     train.add_argument("--overwrite", action="store_true", help="start over in an existing run folder, deleting its checkpoints and log "
@@ -370,6 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--alphabet-distances", type=at_least(1), metavar="EPISODES", help="also compare task embeddings (embed_task, e.g. tadam) of "
                     "EPISODES test episodes per alphabet: mean distance within vs across alphabets")
     ev.add_argument("--inner-steps", type=at_least(0), help="test-time adaptation steps (gradient-based methods)")
+    ev.add_argument("--clinc150-full", type=at_least(1), metavar="SHOTS", help="CLINC150: also the intent-detection papers' "
+                    "setting, all 150 intents with SHOTS official training utterances each, scored on the 4500 official test ones (5 draws)")
+    ev.add_argument("--out-of-scope", action="store_true", help="CLINC150: also add out-of-scope utterances to every episode, "
+                    "report how often they get an intent, and a rejection threshold chosen on the validation intents (for predict --reject-below)")
     ev.add_argument("--data-root", help=DATA_ROOT_HELP)
     ev.add_argument("--threads", type=at_least(1), help="torch CPU threads")
     ev.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
@@ -380,12 +471,22 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="adapt a checkpoint to your labelled examples and label new ones",
                         description="Adapt a checkpoint's learner to labelled support examples and label every query. "
                         "Images: --support a folder of class sub-folders, --query a folder of images. Texts: --support a "
-                        ".csv/.jsonl with text and label, --query a text file (one per line) or a .csv/.jsonl with text.")
+                        ".csv/.jsonl with text and label, --query a text file (one per line) or a .csv/.jsonl with text. "
+                        "Rating checkpoints (MeLU): --support a CSV item,rating of a new user, --query candidate item ids "
+                        "(default: every unrated item); prints the items ranked by predicted rating.")
     pr.add_argument("checkpoint", help="a .safetensors checkpoint (zoo/... or runs/NAME/best.safetensors)")
-    pr.add_argument("--support", required=True, help="labelled examples: a class-folder tree of images, a CSV/JSONL of texts, or an .npz (x, y)")
-    pr.add_argument("--query", required=True, help="what to label: a folder of images, or a text / CSV / JSONL file")
+    pr.add_argument("--support", required=True, help="labelled examples: a class-folder tree of images, a CSV/JSONL of texts, "
+                    "an .npz (x, y), or a new user's ratings (CSV item,rating) for a rating checkpoint")
+    pr.add_argument("--query", help="what to label: a folder of images, or a text / CSV / JSONL file (required); for a rating "
+                    "checkpoint the candidate items, one id a line (default: every item the user has not rated)")
+    pr.add_argument("--user", action="append", default=[], metavar="KEY=VALUE", help="rating checkpoints: the new user's "
+                    "attributes (MovieLens: gender, age, occupation, zip; each optional)")
+    pr.add_argument("--top", type=at_least(1), help="rating checkpoints: print the first TOP items only")
+    pr.add_argument("--data-root", help=DATA_ROOT_HELP)
     pr.add_argument("--invert", action="store_true", help="images have dark strokes on a light page (Omniglot models expect ink = white)")
     pr.add_argument("--inner-steps", type=at_least(0), help="adaptation steps (gradient-based methods)")
+    pr.add_argument("--reject-below", type=probability, metavar="P", help=f"label a query {OUT_OF_SCOPE!r} when its top class "
+                    "probability is below P (e.g. the threshold `learnfast eval CKPT --out-of-scope` chose on validation)")
     pr.add_argument("--json", action="store_true", help="print one JSON list, an object per query")
     pr.add_argument("--csv", metavar="OUT", help="write a CSV (query, label, probability, one column per class)")
     pr.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
@@ -414,6 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="where to write the PNGs and report.html (default: the run folder)")
     rp.add_argument("--test-episodes", type=at_least(1), help="also score the best checkpoint on this many test episodes")
     rp.add_argument("--episode-grid", type=at_least(1), metavar="EPISODES", help="image data: a grid of this many test episodes")
+    rp.add_argument("--tensorboard", metavar="DIR", help="also write the log's scalars (loss, lr, validation score) as TensorBoard "
+                    "events in DIR (needs learnfast[tensorboard])")
     rp.add_argument("--data-root", help=DATA_ROOT_HELP)
     rp.add_argument("--threads", type=at_least(1), help="torch CPU threads")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -430,10 +533,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-root", help=DATA_ROOT_HELP)
     demo.set_defaults(func=cmd_demo)
 
+    from .selection.average_cli import add_average_parser
     from .selection.cli import add_select_parser
 
     add_select_parser(sub)
+    add_average_parser(sub)
     return parser
+
+
+def probability(text: str) -> float:
+    """An argparse type: a float in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} must be a probability in [0, 1]")
+    return value
 
 
 def at_least(low: int):

@@ -54,11 +54,14 @@ def fixed_episodes(source, episodes: int, seed: int, batch_size: int, indices: S
         yield cat_tasks([source.sample(1, episode_generator(seed, i)) for i in order[start:start + batch_size]])
 
 
+HIGHER_IS_BETTER = ("accuracy", "return")  # the other metrics (mse, final_loss) are losses
+
+
 def episode_scores(predictions: Tensor, batch: Task, metric: str) -> Tensor:
     """Per-episode accuracy ``(B,)`` from logits ``(B, Q, N)``, per-episode MSE from ``(B, Q, d)``, or
     ``"final_loss"``: the loss a learned optimizer leaves on each problem, its predictions ``(B, 1)``."""
     if metric == "accuracy":
         return (predictions.argmax(-1) == batch.query_y).float().mean(-1)
-    if metric == "final_loss":
+    if metric in ("final_loss", "return"):  # a meta-RL task's average return after adaptation, (B, 1)
         return predictions.flatten(1).mean(-1)
     return (predictions - batch.query_y).pow(2).flatten(1).mean(-1)

@@ -6,8 +6,10 @@ from .base import Algorithm, MetaOutput
 from .baseline import Baseline
 from .l2o import L2O
 from .maml import MAML
+from .maml_rl import MAMLRL
 from .mann import MANN
 from .matching import MatchingNet
+from .melu import MeLU
 from .metanet import MetaNet
 from .metalstm import MetaLSTM
 from .metasgd import MetaSGD
@@ -23,8 +25,10 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
     "baseline": Baseline,
     "l2o": L2O,
     "maml": MAML,
+    "maml-rl": MAMLRL,
     "mann": MANN,
     "matching": MatchingNet,
+    "melu": MeLU,
     "metanet": MetaNet,
     "metalstm": MetaLSTM,
     "metasgd": MetaSGD,
@@ -36,4 +40,4 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
     "tadam": TADAM,
 }
 
-__all__ = ["ALGORITHMS", "ANIL", "Algorithm", "Baseline", "L2O", "MAML", "MANN", "MatchingNet", "MetaNet", "MetaLSTM", "MetaOutput", "MetaSGD", "MTL", "ProtoNet", "RelationNet", "Reptile", "SiameseNet", "TADAM"]
+__all__ = ["ALGORITHMS", "ANIL", "Algorithm", "Baseline", "L2O", "MAML", "MAMLRL", "MANN", "MatchingNet", "MeLU", "MetaNet", "MetaLSTM", "MetaOutput", "MetaSGD", "MTL", "ProtoNet", "RelationNet", "Reptile", "SiameseNet", "TADAM"]

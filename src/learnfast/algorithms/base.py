@@ -107,6 +107,8 @@ class Algorithm(nn.Module):
     freezable: bool = False  # calls its backbone as a plain module, so [model] freeze can hold it fixed
     strategies: tuple[str, ...] = STRATEGIES  # the meta-batch strategies it runs; any other is an error
     learned_optimizer: bool = False  # meta-trains an update rule on optimization problems (learnfast.optim), no backbone
+    reinforcement: bool = False  # meta-trains a policy on a meta-RL task family (learnfast.rl); builds its own policy
+    eval_batch_size: int | None = None  # episodes per call in evaluation; None: evaluate's default for the device
 
     def __init__(self, loss: str = "cross_entropy", strategy: str = "loop") -> None:
         super().__init__()

@@ -67,7 +67,20 @@ def clinc150_split(split: str = "intents", part: str = "train", root: str | Path
     return LabelledData([text for text, _ in pairs], labels, names, source=f"CLINC150 {split}/{part}")
 
 
-def out_of_scope(root: str | Path | None = None) -> list[str]:
-    """The 1200 out-of-scope utterances (oos_train, oos_val and oos_test pooled)."""
+def clinc150_official(part: str, root: str | Path | None = None) -> LabelledData:
+    """All 150 intents' utterances of one official part (``train`` 100, ``val`` 20, ``test`` 30 per intent): the
+    intent-detection papers' setting (Casanueva et al. 2020; Zhang et al. 2020), not a class split."""
+    if part not in PARTS:
+        raise ValueError(f"unknown part {part!r}; choose one of {PARTS}")
+    pairs = _read(root, "data_full.json")[part]
+    labels, names = label_ids([intent for _, intent in pairs], f"CLINC150 official {part}")
+    return LabelledData([text for text, _ in pairs], labels, names, source=f"CLINC150 official {part}")
+
+
+def out_of_scope(root: str | Path | None = None, part: str | None = None) -> list[str]:
+    """The out-of-scope utterances of one official part (``train`` 100, ``val`` 100, ``test`` 1000), or all 1200 pooled."""
+    if part is not None and part not in PARTS:
+        raise ValueError(f"unknown part {part!r}; choose one of {PARTS}")
     full = _read(root, "data_full.json")
-    return [text for key in ("oos_train", "oos_val", "oos_test") for text, _ in full[key]]
+    keys = ("oos_train", "oos_val", "oos_test") if part is None else (f"oos_{part}",)
+    return [text for key in keys for text, _ in full[key]]

@@ -16,6 +16,8 @@ BACKBONES = {
     "conv4-strided": "4 x [conv3x3-64 stride 2, BatchNorm, ReLU], spatial mean (MAML's Omniglot network)",
     "conv4-maps": "4 x [conv3x3-64, BatchNorm, ReLU], max-pool in the first two only (Relation Net); 64x7x7 feature maps at 28x28",
     "mlp": "fully connected ReLU network, hidden sizes 40-40 by default (MAML's sinusoid network)",
+    "melu": "MeLU: user and item attribute embeddings (32-d) and MLP decision layers 64-64-1 (rating data sets only)",
+    "melu-items": "melu plus an item-identity embedding, zero for items never rated in training (rating data sets only)",
     "text-hashing": "hashed word and character n-grams, mean of trainable vectors (hidden = width, 64 by default)",
     "text-minilm": "fixed all-MiniLM-L6-v2 sentence embeddings (learnfast[text]) and a trainable linear map from the identity",
 }
@@ -37,6 +39,9 @@ def build_backbone(name: str, in_shape: tuple[int, ...], out_features: int | Non
         return HashingEncoder(dim=hidden or 64, out_features=out_features)
     if name == "text-minilm":
         return EmbeddingHead(dim=hidden or SENTENCE_DIM, out_features=out_features)
+    if name in ("melu", "melu-items"):
+        raise ValueError("backbone melu embeds a rating log's attributes; use it with dataset movielens-100k "
+                         "(or build learnfast.models.melu.MeLUNet for your own attributes)")
     if name == "mlp":
         width = hidden or 40
         return MLP(in_features=in_shape[-1], hidden=(width, width), out_features=out_features or 1)

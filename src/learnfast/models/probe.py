@@ -13,11 +13,13 @@ M = TypeVar("M", bound=nn.Module)
 def guess_in_shape(model: nn.Module) -> tuple[int, ...]:
     """The shape of one input item, read off the model's first layer.
 
-    ``(in_features,)`` when it is an ``nn.Linear``; ``(in_channels, 28, 28)`` when it is an
-    ``nn.Conv2d`` (Omniglot size: a convolution does not fix its input size). Raises ``ValueError``
+    ``(1,)`` (one token id) when it is an ``nn.Embedding`` / ``nn.EmbeddingBag``; ``(in_features,)``
+    when it is an ``nn.Linear``; ``(in_channels, 28, 28)`` when it is an ``nn.Conv2d`` (Omniglot size: a convolution does not fix its input size). Raises ``ValueError``
     for anything else.
     """
     for module in model.modules():
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+            return (1,)  # one token id (text encoders); output_shape feeds ids, not floats
         if isinstance(module, nn.Linear):
             return (module.in_features,)
         if isinstance(module, nn.Conv2d):
@@ -39,6 +41,8 @@ def output_shape(model: nn.Module, in_shape: tuple[int, ...] | None = None) -> t
     shape = tuple(int(s) for s in (guess_in_shape(model) if in_shape is None else in_shape))
     like = _first_float_parameter(model)
     dtype = like.dtype if like is not None else torch.get_default_dtype()
+    if any(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in model.modules()):
+        dtype = torch.long  # a text encoder reads token ids
     device = like.device if like is not None else None
     was_training = model.training
     model.eval()

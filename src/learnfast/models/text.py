@@ -60,5 +60,12 @@ class HashingEncoder(nn.Module):
         self.head = nn.Linear(dim, out_features) if out_features is not None else None
 
     def forward(self, ids: Tensor) -> Tensor:
-        features = self.embedding(ids)  # (n, dim); padding ids are left out of the mean
+        if torch._C._are_functorch_transforms_active():
+            # embedding_bag fails inside torch.func.grad when its weight requires grad (torch 2.13: "Autograd not
+            # support dtype: Long"), as in ANIL's inner loop on the head: the same mean by hand (2.4x slower backward)
+            vectors = nn.functional.embedding(ids, self.embedding.weight)  # (n, length, dim)
+            real = (ids != self.buckets).unsqueeze(-1).to(vectors.dtype)  # (n, length, 1)
+            features = (vectors * real).sum(-2) / real.sum(-2).clamp(min=1)
+        else:
+            features = self.embedding(ids)  # (n, dim); padding ids are left out of the mean
         return features if self.head is None else self.head(features)

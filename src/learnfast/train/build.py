@@ -1,6 +1,7 @@
 """From a RunConfig to live objects: the algorithm (with its backbone) and the task sources."""
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from pathlib import Path
@@ -17,17 +18,29 @@ from ..models.text import LENGTH as TEXT_LENGTH
 from ..models.sentence import sentence_embeddings
 from ..models.text import hash_ngrams
 from ..optim.families import PROBLEM_DATASETS, problem_source
+from ..rl import RL_DATASETS, RLTasks, task_family
+from ..data.labelled import LabelledData
+from ..data.cold_start import SCENARIOS, ColdStartTasks, cold_start_split
+from ..data.interactions import GENRES, MOVIELENS_ITEM_FIELDS, MOVIELENS_USER_FIELDS, movielens_100k
+from ..models.melu import MeLUNet
 from .checkpoint import load_checkpoint
 from .config import ConfigError, RunConfig, check_range, hint_name, matches_hint
 from .pretrain import ClassBatches
+from .user_data import check_custom, custom_input_shape, custom_part, data_kind
 
 DATASETS = {
     "omniglot": "Omniglot 28x28 characters; splits: vinyals (1100/100/423 characters + rotations), lake (background/evaluation)",
     "sinusoid": "sinusoid regression y = A sin(x - phase), the MAML protocol",
     "clinc150": "CLINC150 intents (texts, 150 per intent); splits: intents (100/20/30 intents), domains (6/1/3 domains)",
+    "movielens-100k": "MovieLens-100K ratings, each user a task (MeLU); splits = the scenario validated on: " + " | ".join(SCENARIOS),
+    "custom": "your own classes (`learnfast train CONFIG --data PATH`): class folders of images, a CSV/JSONL of texts or an .npz",
     **PROBLEM_DATASETS,
+    **RL_DATASETS,
 }
-REGRESSION = {"sinusoid"}
+RECOMMENDATION = {"movielens-100k"}
+MELU_BACKBONES = ("melu", "melu-items")
+MOVIELENS_ITEMS = 1682
+REGRESSION = {"sinusoid", *RECOMMENDATION}
 TEXT = {"clinc150"}
 INPUT_SHAPES = {"omniglot": (1, 28, 28), "sinusoid": (1,), "clinc150": (TEXT_LENGTH,)}  # clinc150: text-hashing's ids
 # ranges of [algorithm] arguments, by name: one spelling per concept across the algorithms
@@ -42,9 +55,23 @@ ARGUMENT_RANGES = {
 }
 
 
+def is_text(cfg: RunConfig) -> bool:
+    """Does ``cfg``'s data set hold texts (CLINC150, or the user's CSV / JSONL)?"""
+    return cfg.data.dataset in TEXT or (cfg.data.dataset == "custom" and data_kind(cfg.data.path) == "text")
+
+
+def input_shape(cfg: RunConfig) -> tuple[int, ...]:
+    """One input's shape (no batch dimension) as the backbone sees it."""
+    if cfg.data.dataset == "custom":
+        return custom_input_shape(cfg)
+    return INPUT_SHAPES[cfg.data.dataset]
+
+
 def metric_name(cfg: RunConfig) -> str:
     if cfg.data.dataset in PROBLEM_DATASETS:
         return "final_loss"  # of a learned optimizer's runs; lower is better
+    if cfg.data.dataset in RL_DATASETS:
+        return "return"  # a meta-RL task's average return after adaptation; higher is better
     return "mse" if cfg.data.dataset in REGRESSION else "accuracy"
 
 
@@ -57,7 +84,8 @@ def build_algorithm(cfg: RunConfig, seed: int | None = None) -> Algorithm:
         raise ConfigError(f"unknown dataset {cfg.data.dataset!r}; available: {sorted(DATASETS)}")
     cls = ALGORITHMS[name]
     args = {k: v for k, v in cfg.algorithm.items() if k != "name"}
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "model"}
+    reserved = {"self", "model"} | ({"env", "hidden"} if cls.reinforcement else set())  # RL: from [data] and [model]
+    accepted = set(inspect.signature(cls.__init__).parameters) - reserved
     unknown = set(args) - accepted
     if unknown:
         raise ConfigError(f"[algorithm] {name} does not take {sorted(unknown)}; it takes {sorted(accepted)}")
@@ -69,6 +97,15 @@ def build_algorithm(cfg: RunConfig, seed: int | None = None) -> Algorithm:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.train.seed if seed is None else seed)
             return cls(**args)
+    if cls.reinforcement != (cfg.data.dataset in RL_DATASETS):
+        raise ConfigError(f"{name} {'learns a policy on a meta-RL task family' if cls.reinforcement else 'is not a meta-RL method'}; "
+                          f"dataset {cfg.data.dataset!r} does not fit it (meta-RL task families: {sorted(RL_DATASETS)}, for algorithm maml-rl)")
+    if cls.reinforcement:  # builds its Gaussian MLP policy for the family: [model] gives its width only
+        if cfg.model.backbone != "mlp" or cfg.model.freeze:
+            raise ConfigError(f"{name} trains a Gaussian MLP policy: set [model] backbone = \"mlp\" (hidden = its width) and freeze = false")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.train.seed if seed is None else seed)
+            return cls(env=cfg.data.dataset, **({} if cfg.model.hidden is None else {"hidden": cfg.model.hidden}), **args)
     if "ways" in accepted:  # an algorithm that sizes its own output layer
         args.setdefault("ways", cfg.train.ways)
         if max(cfg.train.ways, cfg.eval.ways) > args["ways"]:
@@ -81,10 +118,15 @@ def build_algorithm(cfg: RunConfig, seed: int | None = None) -> Algorithm:
         args.setdefault("loss", "mse")
     elif regression:
         raise ConfigError(f"{name} is a classification method; it cannot run on the regression dataset {cfg.data.dataset!r}")
-    if (cfg.model.backbone in TEXT_BACKBONES) != (cfg.data.dataset in TEXT):
-        raise ConfigError(f"[model] backbone = {cfg.model.backbone!r} does not read {cfg.data.dataset!r} inputs; "
-                          f"text data sets ({', '.join(sorted(TEXT))}) take {', '.join(TEXT_BACKBONES)}, the others an image or mlp backbone")
-    in_shape = INPUT_SHAPES[cfg.data.dataset]
+    check_custom(cfg)
+    if (cfg.model.backbone in TEXT_BACKBONES) != is_text(cfg):
+        what = f"the texts of {cfg.data.path}" if cfg.data.dataset == "custom" and is_text(cfg) else f"{cfg.data.dataset!r} inputs"
+        raise ConfigError(f"[model] backbone = {cfg.model.backbone!r} does not read {what}; "
+                          f"texts ({', '.join(sorted(TEXT))}, a CSV / JSONL) take {', '.join(TEXT_BACKBONES)}, the others an image or mlp backbone")
+    if (cfg.model.backbone in MELU_BACKBONES) != (cfg.data.dataset in RECOMMENDATION):
+        raise ConfigError(f"[model] backbone = {cfg.model.backbone!r} does not fit dataset {cfg.data.dataset!r}: rating data sets "
+                          f"({', '.join(sorted(RECOMMENDATION))}) take backbone {' or '.join(MELU_BACKBONES)}, and those only them")
+    in_shape = () if cfg.data.dataset in RECOMMENDATION else input_shape(cfg)
     out = 1 if regression else cfg.train.ways
     if cls.needs_head and not regression and cfg.eval.ways != cfg.train.ways:
         raise ConfigError(
@@ -96,10 +138,27 @@ def build_algorithm(cfg: RunConfig, seed: int | None = None) -> Algorithm:
         raise ConfigError(f"[model] freeze = true: {name} adapts or rescales its backbone, so it cannot be held fixed; freeze is for {', '.join(frozen_ok)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed if seed is None else seed)
-        model = build_backbone(cfg.model.backbone, in_shape, out if cls.needs_head else None, cfg.model.hidden)
+        if cfg.data.dataset in RECOMMENDATION:
+            model = melu_network(cfg)
+        else:
+            model = build_backbone(cfg.model.backbone, in_shape, out if cls.needs_head else None, cfg.model.hidden)
         if cfg.model.freeze:
             model = Frozen(model)
         return cls(model=model, **args)  # layers the algorithm adds (relation module, LSTMs) are seeded too
+
+
+def melu_network(cfg: RunConfig) -> MeLUNet:
+    """MeLU's network for MovieLens-100K's attributes; ``[model] hidden`` sets both decision layers (paper: 64);
+    backbone ``melu-items`` adds an item-identity embedding (``MeLUNet(item_ids=...)``)."""
+    width = cfg.model.hidden or 64
+    return MeLUNet([v for _, v in MOVIELENS_USER_FIELDS], [v for _, v in MOVIELENS_ITEM_FIELDS], GENRES, hidden=(width, width),
+                   item_ids=MOVIELENS_ITEMS if cfg.model.backbone == "melu-items" else 0)
+
+
+@functools.lru_cache(maxsize=2)
+def movielens_split(root: str | None):
+    """MovieLens-100K's time split (``learnfast.data.cold_start``), read once per process."""
+    return cold_start_split(movielens_100k(root))
 
 
 def check_algorithm_args(cls: type[Algorithm], args: dict) -> None:
@@ -149,26 +208,46 @@ def to_float_image(x: torch.Tensor) -> torch.Tensor:
 
 
 def build_class_batches(cfg: RunConfig, root: str | Path | None = None) -> ClassBatches:
-    """``(images, labels)`` mini-batches over every class of the train split, for the pretraining phase."""
-    if cfg.data.dataset != "omniglot":
-        raise ConfigError(f"[pretrain] trains a classifier over image classes; dataset {cfg.data.dataset!r} has none (use omniglot)")
-    split = omniglot_split(cfg.data.split, "train", root)
-    return ClassBatches(split.images, split.labels, transform=to_float_image)
+    """``(inputs, labels)`` mini-batches over every class of the train split, for the pretraining phase."""
+    if cfg.data.dataset == "omniglot":
+        split = omniglot_split(cfg.data.split, "train", root)
+        return ClassBatches(split.images, split.labels, transform=to_float_image)
+    if cfg.data.dataset in TEXT or cfg.data.dataset == "custom":
+        data = labelled_inputs(cfg, "train", root)
+        return ClassBatches(data.inputs, data.labels)
+    raise ConfigError(f"[pretrain] trains a classifier over classes; dataset {cfg.data.dataset!r} has none (use omniglot, clinc150 or --data)")
+
+
+def encode_texts(cfg: RunConfig, texts: list[str]) -> torch.Tensor:
+    """Texts as the backbone reads them: MiniLM embeddings ``(n, 384)`` (cached) or hashed n-gram ids ``(n, LENGTH)``."""
+    return sentence_embeddings(texts) if cfg.model.backbone == "text-minilm" else hash_ngrams(texts)
+
+
+def labelled_inputs(cfg: RunConfig, part: str, root: str | Path | None = None) -> LabelledData:
+    """The ``part`` classes of a text or custom data set, inputs ready for the backbone (texts encoded)."""
+    if cfg.data.dataset == "custom":
+        return custom_part(cfg, part, encode=lambda texts: encode_texts(cfg, texts))
+    texts = clinc150_split(cfg.data.split, part, root)
+    return LabelledData(encode_texts(cfg, texts.inputs), texts.labels, texts.class_names, texts.source)
 
 
 def build_source(cfg: RunConfig, part: str, ways: int, shots: int, queries: int, root: str | Path | None = None):
     """A task source for ``part`` (train/val/test): ``.sample(batch_size, generator) -> Task``."""
     if cfg.data.dataset in PROBLEM_DATASETS:
         return problem_source(cfg.data.dataset, part)
+    if cfg.data.dataset in RL_DATASETS:
+        return RLTasks(task_family(cfg.data.dataset), part)
     if cfg.data.dataset == "sinusoid":
         return SinusoidTasks(shots=shots, queries=queries)
+    if cfg.data.dataset in RECOMMENDATION:
+        if cfg.data.split not in SCENARIOS:
+            raise ConfigError(f"[data] split = {cfg.data.split!r}: a rating data set's split is the scenario validated and "
+                              f"evaluated on, one of {', '.join(SCENARIOS)}")
+        return ColdStartTasks(movielens_split(None if root is None else str(root)), part, cfg.data.split, shots, queries)
     if cfg.data.dataset == "omniglot":
         split = omniglot_split(cfg.data.split, part, root)
         return EpisodeSampler(split.images, split.labels, EpisodeSpec(ways, shots, queries), transform=to_float_image)
-    if cfg.data.dataset == "clinc150":
-        texts = clinc150_split(cfg.data.split, part, root)
-        spec = EpisodeSpec(ways, shots, queries)
-        texts.check_episodes(spec)
-        inputs = sentence_embeddings(texts.inputs) if cfg.model.backbone == "text-minilm" else hash_ngrams(texts.inputs)
-        return EpisodeSampler(inputs, texts.labels, spec)
+    if cfg.data.dataset in TEXT or cfg.data.dataset == "custom":
+        data = labelled_inputs(cfg, part, root)
+        return data.sampler(EpisodeSpec(ways, shots, queries))
     raise ConfigError(f"unknown dataset {cfg.data.dataset!r}; available: {sorted(DATASETS)}")

@@ -35,8 +35,12 @@ def positive(default: Any) -> Any:
 
 @dataclass
 class DataConfig:
-    dataset: str = "omniglot"  # omniglot | sinusoid
-    split: str = "vinyals"  # omniglot: vinyals | lake
+    dataset: str = "omniglot"  # omniglot | sinusoid | clinc150 | custom (--data PATH)
+    split: str = "vinyals"  # omniglot: vinyals | lake; clinc150: intents | domains; custom: classes
+    path: str | None = None  # custom: a class-folder tree of images, a CSV/JSONL of texts, an .npz (learnfast.train.user_data)
+    train_classes: list[str] | None = None  # custom: the class split (made by a seeded rule when unset)
+    val_classes: list[str] | None = None
+    test_classes: list[str] | None = None
 
 
 @dataclass
@@ -64,6 +68,7 @@ class TrainConfig:
     val_every: int = at_least(1, 500)
     val_episodes: int = at_least(1, 200)
     checkpoint_every: int = at_least(1, 100)
+    keep_every: int = at_least(0, 0)  # also keep the weights every this many iterations in snapshots/ (weight averaging; 0: never)
     seed: int = 0
 
 

@@ -34,7 +34,8 @@ def evaluate(
 
     ``batch_size`` episodes go through the algorithm per call; by default 1 on CPU, where it was
     measured 2-3x faster than batches of 4 or 20 (a single Omniglot episode already fills the cores and
-    larger batches fall out of cache), and 20 on accelerators.
+    larger batches fall out of cache), and 20 on accelerators; an algorithm's own ``eval_batch_size`` comes first
+    (meta-RL: the tasks of a batch step their environments and policies together).
     ``inner_steps`` overrides a gradient-based algorithm's test-time adaptation steps (others raise ``ValueError``).
     Under torchrun (``ranks``), each rank scores the episodes ``rank, rank + world, ...`` and every
     rank gets all of them back in order: the same set and the same figures as one process.
@@ -44,7 +45,7 @@ def evaluate(
     if inner_steps is not None and "inner_steps" not in inspect.signature(algorithm.forward).parameters:
         raise ValueError(f"{type(algorithm).__name__} does not adapt by gradient steps; drop inner_steps / --inner-steps")
     if batch_size is None:
-        batch_size = 1 if torch.device(device).type == "cpu" else 20
+        batch_size = getattr(algorithm, "eval_batch_size", None) or (1 if torch.device(device).type == "cpu" else 20)
     was_training = algorithm.training
     algorithm.eval()
     kwargs = {} if inner_steps is None else {"inner_steps": inner_steps}

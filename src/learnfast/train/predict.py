@@ -21,7 +21,8 @@ from ..data.labelled import DataError, LabelledData, load_npz
 from ..data.text import SUFFIXES as TEXT_SUFFIXES
 from ..data.text import read_utf8, text_classification
 from ..models.text import hash_ngrams
-from .build import INPUT_SHAPES, TEXT
+from .build import TEXT, input_shape
+from .user_data import data_kind
 from .config import RunConfig
 
 IMAGES = {"omniglot"}
@@ -36,6 +37,12 @@ class Queries:
 
 
 def _kind(cfg: RunConfig) -> str:
+    if cfg.data.dataset == "custom":
+        kind = data_kind(cfg.data.path)
+        if kind == "arrays":
+            raise DataError(f"this checkpoint was trained on the arrays of {cfg.data.path}; predict labels images or texts. "
+                            f"Score it with `learnfast eval`, or call learnfast.predict on arrays in Python")
+        return kind
     if cfg.data.dataset in IMAGES:
         return "image"
     if cfg.data.dataset in TEXT:
@@ -61,7 +68,7 @@ def load_support(cfg: RunConfig, path: str | os.PathLike, invert: bool = False) 
     path, kind = Path(path), _kind(cfg)
     if path.suffix.lower() == ".npz":
         data = load_npz(path)
-        expected = INPUT_SHAPES[cfg.data.dataset]
+        expected = input_shape(cfg)
         if kind == "text" or tuple(data.inputs.shape[1:]) != expected:
             raise DataError(f"{path}: arrays of shape {tuple(data.inputs.shape[1:])}; this checkpoint takes {expected} "
                             f"(use a class folder of images or a CSV / JSONL of texts instead)")

@@ -118,6 +118,30 @@ def episode_grid(algorithm, source, out: Path, episodes: int = 3, seed: int = 0)
     return out / "episodes.png"
 
 
+TENSORBOARD_EXTRA = "pip install 'learnfast[tensorboard]'  (the tensorboard package)"
+
+
+def write_tensorboard(run: str | Path, log_dir: str | Path) -> int:
+    """The run's ``metrics.jsonl`` as TensorBoard scalars in ``log_dir`` (``train/loss``, ``train/lr``, ``val/accuracy``, ...,
+    pretraining's under ``pretrain/``), stepped by iteration; returns the number of scalars written."""
+    records = read_log(Path(run))
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ImportError(f"--tensorboard needs the optional extra: {TENSORBOARD_EXTRA}") from err
+    written = 0
+    with SummaryWriter(log_dir=str(log_dir)) as writer:
+        for record in records:
+            phase = "pretrain" if record.get("phase") == "pretrain" else None
+            for key, value in record.items():
+                if key in ("iteration", "phase") or isinstance(value, bool) or not isinstance(value, (int, float)):
+                    continue
+                group = phase or ("val" if key.startswith("val_") else "train")
+                writer.add_scalar(f"{group}/{key.removeprefix('val_')}", value, record["iteration"])
+                written += 1
+    return written
+
+
 def write_report(run: str | Path, out: str | Path | None = None, test: dict[str, Any] | None = None,
                  grid: Path | None = None) -> Path:
     """Plots and ``report.html`` for the run folder ``run`` (written to ``out``, default the run folder)."""

@@ -9,6 +9,7 @@ asks to delete it.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from types import TracebackType
 
@@ -77,3 +78,5 @@ def prepare_run_folder(folder: Path, resume: bool, overwrite: bool) -> None:
         )
     for name in existing:
         (folder / name).unlink()
+    if (folder / "snapshots").is_dir():  # [train] keep_every's weights belong to the deleted run
+        shutil.rmtree(folder / "snapshots")

@@ -10,8 +10,9 @@ Writes to ``out_dir``: ``last.safetensors`` (everything needed to resume, in eit
 ``checkpoint_every`` iterations of it and at its end), ``best.safetensors`` (weights + config of the
 best validation score), ``pretrained.safetensors`` (the algorithm as pretraining left it),
 ``metrics.jsonl`` (one JSON object per logged iteration; pretraining's carry ``"phase":
-"pretrain"``). ``resume=True`` continues from ``last.safetensors`` in whichever phase it was
-written and gives the same final weights as an uninterrupted run. Only the outer schedule
+"pretrain"``), and with ``keep_every`` the meta phase's weights every ``keep_every`` iterations in
+``snapshots/0001000.safetensors`` etc. (for ``learnfast average``). ``resume=True`` continues from
+``last.safetensors`` in whichever phase it was written and gives the same final weights as an uninterrupted run. Only the outer schedule
 (``RESCHEDULABLE``: the number of iterations and the learning-rate schedule) may differ from the
 config the run was started with; it applies from the resumed iteration on (``metrics.jsonl`` logs
 the ``lr`` of every iteration).
@@ -32,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..episodes import EpisodeSampler
+from ..protocol import HIGHER_IS_BETTER
 from .build import build_algorithm, build_class_batches, build_source, load_backbone, metric_name
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, RunConfig
@@ -43,11 +45,13 @@ from .precision import autocast, check_precision
 from .pretrain import Pretraining, check_pretrain
 from .restore import VAL_SEED
 from .run_folder import RunFolderError, RunLock, check_out_folder, prepare_run_folder
+from .user_data import assign_class_split, write_class_split
 
 LOG_EVERY = 10
 PRETRAIN_SEED = 7919  # offset of the pretraining phase's seed from train.seed: its own batch stream
 PRETRAIN, META = "pretrain", "meta"
 HEAD = "pretrain_head."  # prefix of the pretraining classifier's weights in a pretrain-phase checkpoint
+SNAPSHOTS = "snapshots"  # [train] keep_every: the weights at iterations k * keep_every, as snapshots/ITERATION.safetensors
 RESCHEDULABLE = ("iterations", "lr", "lr_halve_every", "lr_anneal")  # [train] keys a --resume may change
 
 Callback = Callable[[int, dict[str, Any]], None]
@@ -111,6 +115,7 @@ class Trainer:
         t, e = cfg.train, cfg.eval
         self.metric = metric_name(cfg)
         self.algorithm = build_algorithm(cfg)
+        assign_class_split(cfg)  # custom data (--data): the class split goes into the config, so checkpoints carry it
         if cfg.model.init:  # a resumed run then overwrites every weight from its own checkpoint
             load_backbone(self.algorithm, cfg.model.init)
         self.device = resolve_device(device)
@@ -215,7 +220,7 @@ class Trainer:
     @property
     def _sign(self) -> float:
         """``best`` is kept as ``sign * score``, so higher is better: highest accuracy, lowest loss or MSE."""
-        return 1.0 if self.metric == "accuracy" else -1.0
+        return 1.0 if self.metric in HIGHER_IS_BETTER else -1.0
 
     def _done(self) -> int:
         """Iterations done in the current phase."""
@@ -314,6 +319,9 @@ class Trainer:
             self.train_seconds += time.perf_counter() - started
             if self._done() % t.checkpoint_every == 0 or self._done() == total or self._signal is not None:
                 self._save_last()
+            if phase == META and t.keep_every and self._done() % t.keep_every == 0 and self.ranks.main:
+                save_checkpoint(self.out_dir / SNAPSHOTS / f"{self._done():07d}.safetensors",
+                                Checkpoint(weights=self.algorithm.state_dict(), meta=self._meta()))
             if self._done() % LOG_EVERY == 0 or "val_" + self.metric in record or self._signal is not None:
                 log.write(json.dumps(record) + "\n")
                 log.flush()
@@ -389,6 +397,8 @@ class Trainer:
     def _fit(self) -> dict[str, Any]:
         self._running = True  # from here on the state is whole between steps, and a signal saves it
         self.algorithm.train()
+        if self.cfg.data.dataset == "custom" and self.ranks.main:
+            write_class_split(self.cfg, self.out_dir)
         record: dict[str, Any] = {}
         with (open(self.out_dir / "metrics.jsonl", "a") if self.ranks.main else io.StringIO()) as log:  # rank 0 logs
             if self.phase == PRETRAIN:

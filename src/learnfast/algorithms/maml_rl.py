@@ -1,0 +1,177 @@
+"""MAML for reinforcement learning (Finn, Abbeel & Levine 2017, section 5.3).
+
+"Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks", ICML 2017.
+
+A task is an environment with a sampled goal (``learnfast.rl``). The inner update is one step of
+vanilla policy gradient: ``N`` trajectories from the current policy, REINFORCE with rllab's linear
+feature baseline, through the shared inner loop ``learnfast.inner.adapt`` (the policy is a plain
+``nn.Module``, its adapted weights a ``Params`` dict). The outer objective is the same policy-gradient
+surrogate on fresh trajectories of the adapted policy, differentiated exactly through the inner step
+(second order; ``first_order=True`` drops the inner step's Hessian). Test time: ``eval_inner_steps``
+steps, fresh trajectories before each. Like the authors' code, the meta-gradient leaves out how the
+pre-update trajectories' distribution depends on the meta-parameters.
+
+Departure: the outer step is the trainer's optimizer (Adam) on this vanilla policy-gradient
+surrogate, one step per sampled meta-batch, not TRPO. (With one step per batch a PPO/ProMP clipped
+ratio would be 1 and do nothing, so there is none.)
+
+The paper's baselines are the same class: ``inner_steps = 0`` in training is the policy pretrained on
+all tasks (then fine-tuned with the same test-time steps); ``oracle = true`` gives the policy the task
+parameters as extra inputs; the random initialisation is reported by ``extra_report``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._types import Params
+from ..functional import forward_with
+from ..inner import adapt, sgd
+from ..protocol import EvalResult, fixed_episodes
+from ..rl import task_family, task_params, task_seeds
+from ..rl.plot import plot_adaptation
+from ..rl.policy import HIDDEN, GaussianMLP
+from ..rl.returns import advantages, pack, reinforce_loss
+from ..rl.sampler import Trajectories, rollout
+from ..rl.simulators import require
+from ..tasks import Task, check_batch
+from .base import Algorithm, MetaOutput, submodule_params
+
+RANDOM_INIT_SEED = 2024  # the random-initialisation baseline's policy
+
+
+class MAMLRL(Algorithm):
+    """MAML with a policy-gradient inner step on a meta-RL task family; forward returns each task's average return.
+
+    Args:
+        env: the task family (``learnfast.rl.FAMILIES``; the config's ``[data] dataset``).
+        hidden: units of the policy's two hidden layers (the config's ``[model] hidden``; the paper: 100).
+        inner_lr: the inner policy-gradient step size (the paper: 0.1).
+        inner_steps: inner steps in training (the paper: 1; 0 trains the pretrained baseline).
+        eval_inner_steps: test-time steps (the paper's figures: 3).
+        trajectories: trajectories per task and inner step (default: the family's, 20 for nav2d, 40 for locomotion).
+        gamma: discount of the returns the baseline and advantages use (rllab: 0.99).
+        first_order: drop the inner step's second-order term.
+        oracle: append the task parameters to the policy's observations (the oracle baseline).
+
+    Shapes: ``forward(batch (B tasks in the learnfast.rl.tasks layout)) -> (B, 1)`` average undiscounted
+    return of the task's trajectories after the steps.
+
+    References:
+        Finn, Abbeel & Levine (2017), https://arxiv.org/abs/1703.03400
+    """
+
+    needs_head = False
+    reinforcement = True
+    strategies = ("loop",)
+    eval_batch_size = 40  # tasks evaluated together: their environments and policies step as one batch
+
+    def __init__(self, env: str = "nav2d", hidden: int = HIDDEN, inner_lr: float = 0.1, inner_steps: int = 1,
+                 eval_inner_steps: int = 3, trajectories: int | None = None, gamma: float = 0.99,
+                 first_order: bool = False, oracle: bool = False) -> None:
+        super().__init__(loss="mse", strategy="loop")  # the loss is the policy gradient's; "mse" is never used
+        if inner_steps < 0 or eval_inner_steps < 0:
+            raise ValueError(f"inner_steps and eval_inner_steps must be >= 0, got {inner_steps} and {eval_inner_steps}")
+        if not 0.0 < gamma <= 1.0:
+            raise ValueError(f"gamma must lie in (0, 1], got {gamma}")
+        if trajectories is not None and trajectories < 2:
+            raise ValueError(f"trajectories must be >= 2 (the baseline and advantages need several), got {trajectories}")
+        if first_order and inner_steps == 0:
+            raise ValueError("first_order changes how the meta-gradient goes through inner steps; with inner_steps = 0 "
+                             "there are none: drop first_order")
+        self.family = task_family(env)
+        for module in self.family.requires:  # a missing simulator fails here, not at the first meta-batch
+            require(module, env)
+        self.env, self.hidden, self.inner_lr, self.gamma, self.oracle = env, hidden, inner_lr, gamma, oracle
+        self.inner_steps, self.eval_inner_steps = inner_steps, eval_inner_steps
+        self.trajectories = self.family.trajectories if trajectories is None else trajectories
+        self.memory = "first-order" if first_order else "second-order"
+        self.model = self.new_policy()
+
+    def new_policy(self) -> GaussianMLP:
+        """A freshly initialised policy of this algorithm's shape (from the global torch seed)."""
+        extra = self.family.param_dim if self.oracle else 0
+        return GaussianMLP(self.family.obs_dim + extra, self.family.action_dim, (self.hidden, self.hidden))
+
+    def rounds(self, batch: Task, steps: int, params: Params, memory: str,
+               timer: dict[str, float] | None = None) -> tuple[list[Params], list[Trajectories]]:
+        """Samples trajectories, takes an inner step, samples again, ``steps`` times from ``params``.
+
+        Returns each task's adapted parameters and the ``steps + 1`` rounds of trajectories (round
+        ``k`` from the policy after ``k`` steps); the parameters are differentiable w.r.t. ``params``
+        as ``memory`` says (``learnfast.inner``).
+        """
+        goals, seeds = task_params(batch), task_seeds(batch)
+        envs = self.family.make_envs(goals, self.trajectories)
+        fast, rounds = [params] * batch.batch_size, []
+        try:
+            for step in range(steps + 1):
+                stacked = {k: torch.stack([f[k] for f in fast]) for k in params}
+                rounds.append(rollout(envs, self.model, stacked, seeds, step, self.family.horizon,
+                                      goals if self.oracle else None, timer))
+                if step == steps:
+                    break
+                obs, actions = rounds[-1].observations, rounds[-1].actions
+                adv = advantages(obs, rounds[-1].rewards, self.gamma)
+                fast = [adapt(self.model, fast[i], obs[i].flatten(0, 1), pack(actions[i], adv[i]).flatten(0, 1), reinforce_loss,
+                              steps=1, update=sgd(self.inner_lr), memory=memory) for i in range(batch.batch_size)]
+        finally:
+            envs.close()
+        return fast, rounds
+
+    def adaptation_curve(self, batch: Task, steps: int, params: Params | None = None) -> Tensor:
+        """Each task's average return after 0, 1, ..., ``steps`` inner steps: ``(B, steps + 1)``.
+
+        ``params``: the policy's starting parameters (default: the meta-parameters)."""
+        check_batch(batch)
+        params = submodule_params(self.meta_params()) if params is None else params
+        with torch.no_grad():
+            _, rounds = self.rounds(batch, steps, {k: v.detach() for k, v in params.items()}, "first-order")
+        return torch.stack([r.returns() for r in rounds], dim=1)
+
+    def forward(self, batch: Task, inner_steps: int | None = None) -> Tensor:
+        """Each task's average return after ``inner_steps`` (default: the mode's) adaptation steps: ``(B, 1)``."""
+        steps = self.default_steps() if inner_steps is None else inner_steps
+        return self.adaptation_curve(batch, steps)[:, -1:]
+
+    def meta_loss(self, batch: Task, generator: torch.Generator | None = None) -> MetaOutput:
+        """The policy-gradient surrogate of the adapted policies, averaged over tasks; value = minus their mean return.
+
+        Deterministic given the batch (the task seeds draw every trajectory); ``generator`` is not used.
+        ``predictions``: each task's average return after the inner steps ``(B, 1)``.
+        """
+        check_batch(batch)
+        fast, rounds = self.rounds(batch, self.inner_steps, submodule_params(self.meta_params()), self.memory)
+        last = rounds[-1]
+        adv = advantages(last.observations, last.rewards, self.gamma)
+        surrogate = torch.stack([reinforce_loss(forward_with(self.model, fast[i], last.observations[i]), pack(last.actions[i], adv[i]))
+                                 for i in range(batch.batch_size)]).mean()
+        returns = last.returns()
+        return MetaOutput(surrogate - surrogate.detach() - returns.mean(), returns.unsqueeze(1))
+
+    def role(self) -> str:
+        """The paper's name for what this checkpoint is: MAML, pretrained or oracle."""
+        return "oracle" if self.oracle else ("MAML" if self.inner_steps > 0 else "pretrained")
+
+    def extra_report(self, source, episodes: int, seed: int) -> dict[str, Any]:
+        """Mean return ± 95% CI after 0..``eval_inner_steps`` steps on the ``episodes`` fixed tasks, for this policy and
+        for a randomly initialised one, and a PNG of both curves (in the working directory)."""
+        tasks = next(fixed_episodes(source, episodes, seed, episodes))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            fresh = {k: v for k, v in self.new_policy().named_parameters()}
+        curves = {self.role(): self.adaptation_curve(tasks, self.eval_inner_steps),
+                  "random": self.adaptation_curve(tasks, self.eval_inner_steps, fresh)}
+        results = {name: [EvalResult("return", c[:, k].double()) for k in range(c.shape[1])] for name, c in curves.items()}
+        png = plot_adaptation(results, Path(f"maml-rl-{self.env}-{self.role().lower()}-adaptation.png"),
+                              f"{self.env}: {episodes} held-out tasks")
+        return {
+            "returns_by_steps": {name: {str(k): {"mean": r.mean, "ci95": r.ci95} for k, r in enumerate(rs)}
+                                 for name, rs in results.items()},
+            "adaptation": "\n" + "\n".join(f"{name:>10}: " + "  ".join(f"{k} steps {r.mean:8.2f} ± {r.ci95:.2f}" for k, r in enumerate(rs))
+                                           for name, rs in results.items()),
+            "adaptation_png": str(png),
+        }

@@ -1,0 +1,90 @@
+"""Meta-World ML1 ``reach``: a Sawyer arm reaching a goal it cannot see (Yu et al. 2019, "Meta-World"), through
+the ``metaworld`` package (needs ``learnfast[rl]``).
+
+A task is the environment's randomisation vector ``(6,)``: the object's start position (3, unused by
+reach) and the goal position (3), drawn uniformly from the environment's own ``_random_reset_space``
+(``[-0.1, 0.6, 0.02] .. [0.1, 0.7, 0.02]`` and ``[-0.1, 0.8, 0.05] .. [0.1, 0.9, 0.3]``), as ML1 draws
+its train and test goals; held-out tasks are fresh draws under their own seeds. Observations are
+Meta-World's 39-d partially observable ones (the goal coordinates are zeros), actions 4-d in
+``[-1, 1]``, the reward Meta-World's own dense ``reach-v3`` reward, 500-step trajectories (its
+``max_path_length``), 10 per task. ``successes`` holds whether each trajectory has reached the goal
+(``info["success"]``) by the current step.
+"""
+from __future__ import annotations
+
+import pickle
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .family import TaskFamily
+from .simulators import require
+
+ENV_NAME = "reach-v3"
+
+
+def _reach_class():
+    metaworld = require("metaworld", "ml1-reach")
+    return metaworld.env_dict.ALL_V3_ENVIRONMENTS[ENV_NAME]
+
+
+@lru_cache(maxsize=1)  # building an environment takes a while; the box never changes
+def _reset_space() -> tuple[np.ndarray, np.ndarray]:
+    env = _reach_class()()
+    space = env._random_reset_space
+    env.close()
+    return space.low, space.high
+
+
+class ReachEnvs:
+    """``B`` goals x ``N`` trajectories of Meta-World reach in one synchronous gymnasium vector env."""
+
+    def __init__(self, params: Tensor, trajectories: int) -> None:
+        gym = require("gymnasium", "ml1-reach")
+        types = require("metaworld.types", "ml1-reach")
+        cls = _reach_class()
+        self.shape = (params.shape[0], trajectories)
+
+        def make(vector):
+            def build():
+                env = cls()
+                env.set_task(types.Task(env_name=ENV_NAME, data=pickle.dumps(
+                    {"rand_vec": vector, "env_cls": cls, "partially_observable": True})))
+                return env
+            return build
+
+        vectors = [p.double().numpy() for p in params for _ in range(trajectories)]
+        self.envs = gym.vector.SyncVectorEnv([make(v) for v in vectors])
+        self.successes = torch.zeros(self.shape, dtype=torch.bool)
+
+    def reset(self, seeds: Tensor) -> Tensor:
+        base = seeds.reshape(-1, 1).to(torch.int64) % 2**31
+        obs, _ = self.envs.reset(seed=((base * 7919 + torch.arange(self.shape[1])) % 2**31).flatten().tolist())
+        self.successes = torch.zeros(self.shape, dtype=torch.bool)
+        return torch.as_tensor(obs, dtype=torch.float32).view(*self.shape, -1)
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor]:
+        clipped = actions.clamp(-1.0, 1.0).reshape(-1, actions.shape[-1]).double().numpy()
+        obs, reward, _, _, info = self.envs.step(clipped)
+        self.successes |= torch.as_tensor(info["success"] > 0).view(self.shape)
+        return (torch.as_tensor(obs, dtype=torch.float32).view(*self.shape, -1),
+                torch.as_tensor(reward, dtype=torch.float32).view(self.shape))
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+class ML1Reach(TaskFamily):
+    """Goals (and unused object positions) uniform in reach-v3's randomisation box; 39-d observations, 4-d actions."""
+
+    name, obs_dim, action_dim, param_dim, horizon, trajectories = "ml1-reach", 39, 4, 6, 500, 10
+    requires = ("gymnasium", "mujoco", "metaworld")
+
+    def sample_params(self, count: int, generator: torch.Generator) -> Tensor:
+        low, high = (torch.as_tensor(b, dtype=torch.float32) for b in _reset_space())
+        return low + (high - low) * torch.rand(count, low.numel(), generator=generator)
+
+    def make_envs(self, params: Tensor, trajectories: int) -> ReachEnvs:
+        return ReachEnvs(params, trajectories)

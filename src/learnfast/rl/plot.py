@@ -1,0 +1,33 @@
+"""The MAML paper's meta-RL figure: average return against the number of gradient steps, one line per method."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from ..protocol import EvalResult
+
+
+def plot_adaptation(curves: dict[str, Sequence[EvalResult]], path: str | Path, title: str) -> Path:
+    """Writes a PNG of each method's mean return (± 95% CI band) after 0, 1, 2, ... gradient steps; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for name, results in curves.items():
+        steps = list(range(len(results)))
+        means = [r.mean for r in results]
+        cis = [r.ci95 for r in results]
+        ax.plot(steps, means, marker="o", label=name)
+        ax.fill_between(steps, [m - c for m, c in zip(means, cis)], [m + c for m, c in zip(means, cis)], alpha=0.2)
+    ax.set_xlabel("number of gradient steps")
+    ax.set_ylabel("average return")
+    ax.set_xticks(range(max(len(r) for r in curves.values())))
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
