@@ -23,6 +23,7 @@ from ..train.checkpoint import Checkpoint, load_checkpoint, restore_weights, sav
 from ..train.evaluate import evaluate
 from ..train.restore import VAL_SEED, evaluation_source, restore
 from .averaging import greedy_soup, snapshot_paths, tail_average
+from .cli import _positive
 
 
 def add_average_parser(subparsers) -> argparse.ArgumentParser:
@@ -46,16 +47,6 @@ def add_average_parser(subparsers) -> argparse.ArgumentParser:
     av.add_argument("--json", action="store_true", help="print one JSON object")
     av.set_defaults(func=cmd_average)
     return av
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
 
 
 def cmd_average(args: argparse.Namespace) -> int:

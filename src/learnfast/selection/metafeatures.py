@@ -48,13 +48,7 @@ def meta_features(x, y, *, seed: int = 0, max_rows: int = 2000, max_features: in
         y: ``(rows,)`` class labels of any type; missing labels are not allowed.
         seed: seed of the subsamples and landmarker folds.
     """
-    x = np.array(x, dtype=np.float64)  # a copy: infinities become missing values below
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"meta-features need a 2-d table with at least one row and one column, got shape {x.shape}")
-    _, y = np.unique(np.asarray(y), return_inverse=True)
-    y = y.reshape(-1)
-    if len(y) != len(x):
-        raise ValueError(f"{len(x)} rows of features but {len(y)} labels")
+    x, y = checked_table(x, y)  # a copy: infinities become missing values below
     counts = np.bincount(y)
     if len(counts) < 2:
         raise ValueError("meta-features need at least 2 classes; the label has only one value")
@@ -187,3 +181,15 @@ def _folds(y: np.ndarray, rng: np.random.Generator, k: int = 3) -> list[np.ndarr
     k = min(k, len(y))
     order = np.concatenate([rng.permutation(np.flatnonzero(y == c)) for c in range(int(y.max()) + 1)])
     return [np.sort(order[i::k]) for i in range(k)]
+
+
+def checked_table(x, y) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` as a float64 copy and ``y`` as class indices ``0..k-1``, or a ValueError naming what is wrong."""
+    x = np.array(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"meta-features need a 2-d table with at least one row and one column, got shape {x.shape}")
+    _, y = np.unique(np.asarray(y), return_inverse=True)
+    y = y.reshape(-1)
+    if len(y) != len(x):
+        raise ValueError(f"{len(x)} rows of features but {len(y)} labels")
+    return x, y

@@ -19,6 +19,8 @@ import warnings
 
 import numpy as np
 
+from .metafeatures import checked_table
+
 GROUPS = ("general", "statistical", "info-theory")
 SUMMARY = ("mean", "sd")
 
@@ -35,13 +37,7 @@ def pymfe_features(x, y, *, groups=GROUPS, summary=SUMMARY, seed: int = 0, max_r
         from pymfe.mfe import MFE
     except ImportError as err:
         raise ImportError("pymfe_features needs the pymfe extra: pip install 'learnfast[pymfe]'") from err
-    x = np.array(x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"meta-features need a 2-d table with at least one row and one column, got shape {x.shape}")
-    _, y = np.unique(np.asarray(y), return_inverse=True)
-    y = y.reshape(-1)
-    if len(y) != len(x):
-        raise ValueError(f"{len(x)} rows of features but {len(y)} labels")
+    x, y = checked_table(x, y)
     if len(np.unique(y)) < 2:
         raise ValueError("meta-features need at least 2 classes; the label has only one value")
     if len(x) > max_rows:
