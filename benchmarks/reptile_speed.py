@@ -42,9 +42,12 @@ def task_batch(tasks: int, per_class: int, generator: torch.Generator) -> lf.Tas
 
 
 def step_seconds(reptile: Reptile, batch: lf.Task, generator: torch.Generator) -> float:
+    sync = torch.cuda.synchronize if batch.support_x.is_cuda else (lambda: None)
+    sync()
     start = time.perf_counter()
     reptile.zero_grad()
     reptile.meta_loss(batch, generator=generator).loss.backward()
+    sync()
     return time.perf_counter() - start
 
 
@@ -52,14 +55,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model and tasks live")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is visible to torch")
     torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(0)
     setups = {}
     for name, row in ROWS.items():
         torch.manual_seed(0)
-        setups[name] = (Reptile(lf.Conv4(out_features=5, strided=True), **row["kw"]), task_batch(row["tasks"], row["per_class"], generator))
+        model = lf.Conv4(out_features=5, strided=True).to(args.device)
+        setups[name] = (Reptile(model, **row["kw"]), task_batch(row["tasks"], row["per_class"], generator).to(args.device))
     times: dict[str, list[float]] = {name: [] for name in ROWS}
     for name, (reptile, batch) in setups.items():  # warm-up
         step_seconds(reptile, batch, generator)
@@ -68,7 +75,7 @@ def main() -> None:
             reptile, batch = setups[name]
             times[name].append(step_seconds(reptile, batch, generator))
     medians = {name: statistics.median(t) for name, t in times.items()}
-    result = {"threads": args.threads, "rounds": args.rounds, "seconds_per_meta_batch": medians,
+    result = {"device": args.device, "threads": args.threads, "rounds": args.rounds, "seconds_per_meta_batch": medians,
               "speedup_minibatch_vs_fullbatch": medians["fullbatch-loop"] / medians["recipe-loop"],
               "speedup_vmap_vs_loop": medians["recipe-loop"] / medians["recipe-vmap"],
               "speedup_fit_vs_logged_episode": medians["recipe-logged"] / medians["recipe-loop"],
