@@ -2,5 +2,6 @@
 import sys
 
 from .cli import main
+from .train.distributed import exit_rank
 
-sys.exit(main())
+exit_rank(main())
