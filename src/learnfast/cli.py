@@ -13,6 +13,7 @@ from typing import Any
 from .data.omniglot import OmniglotDataError
 from .train.checkpoint import CheckpointError
 from .train.config import ConfigError, RunConfig, list_configs, load_config, tomllib
+from .train.arguments import at_least
 from .train.distributed import DEVICES, close_ranks
 from .train.run_folder import RunFolderError
 
@@ -550,20 +551,6 @@ def probability(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{value} must be a probability in [0, 1]")
     return value
-
-
-def at_least(low: int):
-    """An argparse type: an int ``>= low``, else a usage error naming the bound."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} must be >= {low}")
-        return value
-    parse.__name__ = f"integer >= {low}"
-    return parse
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 
 from ..protocol import EvalResult
+from ..train.arguments import at_least
 from ..train.build import metric_name
 from ..train.checkpoint import Checkpoint, load_checkpoint, restore_weights, save_checkpoint
 from ..train.evaluate import evaluate
 from ..train.restore import VAL_SEED, evaluation_source, restore
 from .averaging import greedy_soup, snapshot_paths, tail_average
-from .cli import _positive
 
 
 def add_average_parser(subparsers) -> argparse.ArgumentParser:
@@ -34,16 +34,16 @@ def add_average_parser(subparsers) -> argparse.ArgumentParser:
                                "compare it with the newest snapshot.")
     av.add_argument("run", help="a run folder holding snapshots/ (the --out of `learnfast train ... --set train.keep_every=N`)")
     how = av.add_mutually_exclusive_group(required=True)
-    how.add_argument("--tail", type=_positive, metavar="N", help="uniform average of the last N snapshots")
+    how.add_argument("--tail", type=at_least(1), metavar="N", help="uniform average of the last N snapshots")
     how.add_argument("--soup", action="store_true", help="greedy soup: best validation snapshot first, each next kept where validation does not drop")
     av.add_argument("--out", help="checkpoint to write (default RUN/average-tailN.safetensors or RUN/soup.safetensors)")
-    av.add_argument("--val-episodes", type=_positive, help="validation episodes (default: the run's train.val_episodes)")
-    av.add_argument("--test-episodes", type=_positive, help="also score the newest snapshot and the average on this many fixed test episodes")
-    av.add_argument("--ways", type=_positive, help="override eval ways of the test episodes (validation stays the run's)")
-    av.add_argument("--shots", type=_positive, help="override eval shots of the test episodes")
-    av.add_argument("--queries", type=_positive, help="override eval queries per class of the test episodes")
+    av.add_argument("--val-episodes", type=at_least(1), help="validation episodes (default: the run's train.val_episodes)")
+    av.add_argument("--test-episodes", type=at_least(1), help="also score the newest snapshot and the average on this many fixed test episodes")
+    av.add_argument("--ways", type=at_least(1), help="override eval ways of the test episodes (validation stays the run's)")
+    av.add_argument("--shots", type=at_least(1), help="override eval shots of the test episodes")
+    av.add_argument("--queries", type=at_least(1), help="override eval queries per class of the test episodes")
     av.add_argument("--data-root", help="data folder (default: $LEARNFAST_DATA, ./data or ../shared/data)")
-    av.add_argument("--threads", type=_positive, help="torch CPU threads")
+    av.add_argument("--threads", type=at_least(1), help="torch CPU threads")
     av.add_argument("--json", action="store_true", help="print one JSON object")
     av.set_defaults(func=cmd_average)
     return av

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..train.arguments import at_least
+
 DEFAULT_KB = "docs/selection/kb.sqlite.xz"
 MIN_ROWS = 20
 
@@ -30,27 +32,17 @@ def add_select_parser(subparsers) -> argparse.ArgumentParser:
     select.add_argument("--kb", default=DEFAULT_KB, help=f"knowledge base to learn from (default {DEFAULT_KB})")
     select.add_argument("--recommender", default="meta-model", choices=("meta-model", "knn", "average-rank", "single-best"),
                         help="how to rank (default meta-model)")
-    select.add_argument("--top", type=_positive, default=10, help="how many strategies to print (default 10)")
+    select.add_argument("--top", type=at_least(1), default=10, help="how many strategies to print (default 10)")
     select.add_argument("--run", action="store_true", help="race the top strategies on the data (successive halving on 5 CV folds), "
                         "record them and re-rank")
-    select.add_argument("--rounds", type=_positive, default=2, help="with --run: rounds of rank, race, record (default 2)")
-    select.add_argument("--per-round", type=_positive, default=4, help="with --run: strategies raced per round (default 4)")
+    select.add_argument("--rounds", type=at_least(1), default=2, help="with --run: rounds of rank, race, record (default 2)")
+    select.add_argument("--per-round", type=at_least(1), default=4, help="with --run: strategies raced per round (default 4)")
     select.add_argument("--record", default="selection-kb.sqlite",
                         help="with --run: knowledge base the results go to (created as a copy of --kb; default ./selection-kb.sqlite)")
     select.add_argument("--seed", type=int, default=0, help="seed of the CV folds and meta-feature subsamples")
     select.add_argument("--json", action="store_true", help="print one JSON object")
     select.set_defaults(func=cmd_select)
     return select
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
 
 
 def read_task(path: str, label: str, seed: int = 0):
