@@ -235,8 +235,6 @@ def _out_of_scope(algorithm, cfg: RunConfig, episodes: int, seed: int, args: arg
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import csv
-
     from .api import predict
     from .train.predict import load_queries, load_support
     from .train.restore import restore
@@ -265,23 +263,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         rejected = args.reject_below is not None and p[best] < args.reject_below
         rows.append({"query": name, "label": OUT_OF_SCOPE if rejected else support.class_names[best], "probability": p[best],
                      "probabilities": dict(zip(support.class_names, p))})
-    if args.csv:
-        with open(args.csv, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["query", "label", "probability", *support.class_names])
-            writer.writerows([r["query"], r["label"], r["probability"], *r["probabilities"].values()] for r in rows)
-    if args.json:
-        print(json.dumps(rows))
-    elif not args.csv:
-        for r in rows:
-            print(printable(f"{r['query']}\t{r['label']}\t{r['probability']:.3f}"))
+    table = [[r["query"], r["label"], r["probability"], *r["probabilities"].values()] for r in rows]
+    _emit(args, rows, ["query", "label", "probability", *support.class_names], table,
+          (f"{r['query']}\t{r['label']}\t{r['probability']:.3f}" for r in rows))
     return 0
 
 
 def _predict_ratings(args: argparse.Namespace, algorithm, cfg: RunConfig) -> int:
     """``predict`` of a rating checkpoint: the new user's ranked list (``learnfast.train.recommend``)."""
-    import csv
-
     from .train.recommend import recommend
 
     if args.invert:
@@ -291,17 +280,26 @@ def _predict_ratings(args: argparse.Namespace, algorithm, cfg: RunConfig) -> int
         raise ConfigError(f"--user {bad[0]!r}: write KEY=VALUE, e.g. --user gender=F --user age=31")
     user = dict(item.split("=", 1) for item in args.user)
     rows = recommend(algorithm, cfg, args.support, args.query, user, args.top, args.inner_steps, args.data_root)
+    header = ["rank", "item", "title", "predicted_rating"]
+    _emit(args, rows, header, ([r[k] for k in header] for r in rows),
+          (f"{r['rank']}\t{r['item']}\t{r['title']}\t{r['predicted_rating']:.2f}" for r in rows))
+    return 0
+
+
+def _emit(args: argparse.Namespace, rows: list[dict], header: list[str], table, lines) -> None:
+    """``predict``'s output: ``--csv OUT`` writes ``header`` and ``table``; ``--json`` prints ``rows``; else ``lines``."""
+    import csv
+
     if args.csv:
         with open(args.csv, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=["rank", "item", "title", "predicted_rating"])
-            writer.writeheader()
-            writer.writerows(rows)
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(table)
     if args.json:
         print(json.dumps(rows))
     elif not args.csv:
-        for r in rows:
-            print(printable(f"{r['rank']}\t{r['item']}\t{r['title']}\t{r['predicted_rating']:.2f}"))
-    return 0
+        for line in lines:
+            print(printable(line))
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
