@@ -2,8 +2,10 @@
 checkpoint on a CSV, the JSON and CSV outputs, and the errors a user meets."""
 import csv
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ from learnfast.cli import main
 from learnfast.train.build import build_algorithm
 from learnfast.train.checkpoint import Checkpoint, save_checkpoint
 from learnfast.train.config import RunConfig, load_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def checkpoint(path, cfg):
@@ -90,3 +94,21 @@ def test_wrong_kinds_of_input_are_named(image_files, capsys):
     (image_files / "empty").mkdir()
     assert main(["predict", str(ckpt), "--support", str(image_files / "support"), "--query", str(image_files / "empty")]) == 2
     assert "no images" in capsys.readouterr().err
+
+
+def test_readme_predict_example_labels_every_glyph_and_text(data_root, tmp_path, capsys):
+    """The README's walk-through: docs/make_predict_example.py, then predict with two zoo checkpoints."""
+    if not (data_root / "text" / "clinc150" / "data_full.json").is_file():
+        pytest.skip("CLINC150 not found under LEARNFAST_DATA")
+    env = {**os.environ, "LEARNFAST_DATA": str(data_root)}
+    script = REPO / "docs" / "make_predict_example.py"
+    subprocess.run([sys.executable, str(script), str(tmp_path / "ex")], check=True, env=env, capture_output=True)
+    glyphs, text = tmp_path / "ex" / "glyphs", tmp_path / "ex" / "text"
+    assert main(["predict", str(REPO / "zoo" / "protonet-omniglot.safetensors"), "--support", str(glyphs / "support"),
+                 "--query", str(glyphs / "query"), "--invert", "--json"]) == 0
+    predictions = json.loads(capsys.readouterr().out)
+    assert len(predictions) == 5 and all(p["label"] == p["query"].removesuffix(".png") for p in predictions)
+    assert main(["predict", str(REPO / "zoo" / "protonet-clinc150.safetensors"), "--support", str(text / "support.csv"),
+                 "--query", str(text / "queries.txt"), "--json"]) == 0
+    labels = [p["label"] for p in json.loads(capsys.readouterr().out)]
+    assert labels == ["translate", "weather", "balance", "alarm", "flight_status"]
