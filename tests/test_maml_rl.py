@@ -164,6 +164,26 @@ def test_contract_and_seeding():
     assert not torch.equal(algorithm(nav_tasks(2, seed=1)), first)
 
 
+def test_later_steps_scale_halves_every_step_after_the_first():
+    """Round k's trajectories depend only on the policy after k steps, so with the same first step the
+    second step of ``later_steps_scale = 0.5`` is exactly half the second step of ``1``."""
+    batch = nav_tasks(2)
+    fast = {}
+    for scale in (1.0, 0.5):
+        torch.manual_seed(0)
+        algorithm = MAMLRL("nav2d", hidden=8, trajectories=3, later_steps_scale=scale)
+        theta = {k: v.detach() for k, v in submodule_params(algorithm.meta_params()).items()}
+        fast[scale] = [algorithm.rounds(batch, steps, theta, "first-order")[0] for steps in (1, 2)]
+    for i in range(2):
+        for k in fast[1.0][0][i]:
+            assert torch.equal(fast[1.0][0][i][k], fast[0.5][0][i][k])  # the first step is unscaled
+            full = fast[1.0][1][i][k] - fast[1.0][0][i][k]
+            assert full.abs().sum() > 0
+            assert torch.allclose(fast[0.5][1][i][k] - fast[0.5][0][i][k], 0.5 * full, atol=1e-7), k
+    with pytest.raises(ValueError, match="later_steps_scale must be > 0"):
+        MAMLRL("nav2d", later_steps_scale=0.0)
+
+
 def test_oracle_policy_sees_the_goal():
     algorithm = MAMLRL("nav2d", hidden=8, trajectories=2, inner_steps=0, oracle=True)
     batch = nav_tasks(2)

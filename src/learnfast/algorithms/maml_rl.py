@@ -8,7 +8,9 @@ feature baseline, through the shared inner loop ``learnfast.inner.adapt`` (the p
 ``nn.Module``, its adapted weights a ``Params`` dict). The outer objective is the same policy-gradient
 surrogate on fresh trajectories of the adapted policy, differentiated exactly through the inner step
 (second order; ``first_order=True`` drops the inner step's Hessian). Test time: ``eval_inner_steps``
-steps, fresh trajectories before each. Like the authors' code, the meta-gradient leaves out how the
+steps, fresh trajectories before each; every step after the first uses ``later_steps_scale * inner_lr``
+(the paper's evaluation halves the step size after the first step: ``later_steps_scale = 0.5``).
+Like the authors' code, the meta-gradient leaves out how the
 pre-update trajectories' distribution depends on the meta-parameters.
 
 Departure: the outer step is the trainer's optimizer (Adam) on this vanilla policy-gradient
@@ -56,6 +58,8 @@ class MAMLRL(Algorithm):
         gamma: discount of the returns the baseline and advantages use (rllab: 0.99).
         first_order: drop the inner step's second-order term.
         oracle: append the task parameters to the policy's observations (the oracle baseline).
+        later_steps_scale: the step size of every inner step after the first is ``later_steps_scale * inner_lr``
+            (the paper's evaluation: 0.5, "halving the learning rate after the first gradient step"; 1 keeps it).
 
     Shapes: ``forward(batch (B tasks in the learnfast.rl.tasks layout)) -> (B, 1)`` average undiscounted
     return of the task's trajectories after the steps.
@@ -71,7 +75,7 @@ class MAMLRL(Algorithm):
 
     def __init__(self, env: str = "nav2d", hidden: int = HIDDEN, inner_lr: float = 0.1, inner_steps: int = 1,
                  eval_inner_steps: int = 3, trajectories: int | None = None, gamma: float = 0.99,
-                 first_order: bool = False, oracle: bool = False) -> None:
+                 first_order: bool = False, oracle: bool = False, later_steps_scale: float = 1.0) -> None:
         super().__init__(loss="mse", strategy="loop")  # the loss is the policy gradient's; "mse" is never used
         if inner_steps < 0 or eval_inner_steps < 0:
             raise ValueError(f"inner_steps and eval_inner_steps must be >= 0, got {inner_steps} and {eval_inner_steps}")
@@ -79,6 +83,8 @@ class MAMLRL(Algorithm):
             raise ValueError(f"gamma must lie in (0, 1], got {gamma}")
         if trajectories is not None and trajectories < 2:
             raise ValueError(f"trajectories must be >= 2 (the baseline and advantages need several), got {trajectories}")
+        if not later_steps_scale > 0.0:
+            raise ValueError(f"later_steps_scale must be > 0, got {later_steps_scale}")
         if first_order and inner_steps == 0:
             raise ValueError("first_order changes how the meta-gradient goes through inner steps; with inner_steps = 0 "
                              "there are none: drop first_order")
@@ -86,7 +92,7 @@ class MAMLRL(Algorithm):
         for module in self.family.requires:  # a missing simulator fails here, not at the first meta-batch
             require(module, env)
         self.env, self.hidden, self.inner_lr, self.gamma, self.oracle = env, hidden, inner_lr, gamma, oracle
-        self.inner_steps, self.eval_inner_steps = inner_steps, eval_inner_steps
+        self.inner_steps, self.eval_inner_steps, self.later_steps_scale = inner_steps, eval_inner_steps, later_steps_scale
         self.trajectories = self.family.trajectories if trajectories is None else trajectories
         self.memory = "first-order" if first_order else "second-order"
         self.model = self.new_policy()
@@ -116,8 +122,9 @@ class MAMLRL(Algorithm):
                     break
                 obs, actions = rounds[-1].observations, rounds[-1].actions
                 adv = advantages(obs, rounds[-1].rewards, self.gamma)
+                update = sgd(self.inner_lr * (self.later_steps_scale if step > 0 else 1.0))
                 fast = [adapt(self.model, fast[i], obs[i].flatten(0, 1), pack(actions[i], adv[i]).flatten(0, 1), reinforce_loss,
-                              steps=1, update=sgd(self.inner_lr), memory=memory) for i in range(batch.batch_size)]
+                              steps=1, update=update, memory=memory) for i in range(batch.batch_size)]
         finally:
             envs.close()
         return fast, rounds
