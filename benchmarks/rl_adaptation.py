@@ -26,12 +26,19 @@ def main() -> None:
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--episodes", type=int, default=None, help="held-out tasks (default: the config's [eval] episodes)")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--later-steps-scale", type=float, default=None, help="step size of every step after the first, "
+                        "times inner_lr, for every checkpoint (default: each checkpoint's config; the paper's evaluation: 0.5)")
     parser.add_argument("--png", default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     restored = [restore(path) for path in args.checkpoints]
+    if args.later_steps_scale is not None:
+        if not args.later_steps_scale > 0:
+            raise SystemExit(f"rl_adaptation: --later-steps-scale must be > 0, got {args.later_steps_scale}")
+        for r in restored:
+            r.algorithm.later_steps_scale = args.later_steps_scale
     first = restored[0]
     family = first.config.data.dataset
     if any(r.config.data.dataset != family for r in restored):
@@ -48,6 +55,7 @@ def main() -> None:
         curves["random"] = plain.adaptation_curve(tasks, args.steps, fresh)
     results = {name: [EvalResult("return", c[:, k].double()) for k in range(c.shape[1])] for name, c in curves.items()}
     report = {"family": family, "tasks": episodes, "seed": seed, "checkpoints": args.checkpoints,
+              "later_steps_scale": {r.algorithm.role(): r.algorithm.later_steps_scale for r in restored},
               "returns_by_steps": {n: {str(k): {"mean": r.mean, "ci95": r.ci95} for k, r in enumerate(rs)} for n, rs in results.items()}}
     if "pretrained" in results and "MAML" in results:
         m1, p3 = results["MAML"][1], results["pretrained"][args.steps]
