@@ -17,7 +17,7 @@ import torch
 
 from learnfast.algorithms.maml_rl import RANDOM_INIT_SEED
 from learnfast.protocol import EvalResult, fixed_episodes
-from learnfast.rl.plot import plot_adaptation
+from learnfast.rl.plot import by_steps, plot_adaptation
 from learnfast.train.restore import evaluation_seed, evaluation_source, restore
 
 
@@ -46,17 +46,21 @@ def main() -> None:
     episodes = args.episodes or first.config.eval.episodes
     seed = evaluation_seed(first.config, "test")
     tasks = next(fixed_episodes(evaluation_source(first.config, "test"), episodes, seed, episodes))
-    curves = {r.algorithm.role(): r.algorithm.adaptation_curve(tasks, args.steps) for r in restored}
+    curves = {r.algorithm.role(): r.algorithm.adaptation_curves(tasks, args.steps) for r in restored}
     plain = next((r.algorithm for r in restored if not r.algorithm.oracle), None)  # the random policy takes its shape
     if plain is not None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_INIT_SEED)
             fresh = dict(plain.new_policy().named_parameters())
-        curves["random"] = plain.adaptation_curve(tasks, args.steps, fresh)
-    results = {name: [EvalResult("return", c[:, k].double()) for k in range(c.shape[1])] for name, c in curves.items()}
+        curves["random"] = plain.adaptation_curves(tasks, args.steps, fresh)
+    results = {name: [EvalResult("return", c["return"][:, k].double()) for k in range(args.steps + 1)] for name, c in curves.items()}
     report = {"family": family, "tasks": episodes, "seed": seed, "checkpoints": args.checkpoints,
               "later_steps_scale": {r.algorithm.role(): r.algorithm.later_steps_scale for r in restored},
-              "returns_by_steps": {n: {str(k): {"mean": r.mean, "ci95": r.ci95} for k, r in enumerate(rs)} for n, rs in results.items()}}
+              "returns_by_steps": by_steps(results)}
+    success = {name: [EvalResult("success", c["success"][:, k].double()) for k in range(args.steps + 1)]
+               for name, c in curves.items() if "success" in c}  # Meta-World: fraction of trajectories that reached the goal
+    if success:
+        report["success_by_steps"] = by_steps(success)
     if "pretrained" in results and "MAML" in results:
         m1, p3 = results["MAML"][1], results["pretrained"][args.steps]
         report["maml_1_step_beats_pretrained_last_step"] = m1.mean - m1.ci95 > p3.mean + p3.ci95
@@ -70,6 +74,8 @@ def main() -> None:
     print("|---|" + "---|" * (args.steps + 1))
     for name, rs in results.items():
         print(f"| {name} | " + " | ".join(f"{r.mean:.2f} ± {r.ci95:.2f}" for r in rs) + " |")
+    for name, rs in success.items():
+        print(f"| {name}, success rate | " + " | ".join(f"{100 * r.mean:.1f} ± {100 * r.ci95:.1f} %" for r in rs) + " |")
     if "maml_1_step_beats_pretrained_last_step" in report:
         print(f"MAML after 1 step beats pretrained after {args.steps} with non-overlapping CIs: {report['maml_1_step_beats_pretrained_last_step']}")
 

@@ -81,7 +81,8 @@ def test_inner_step_equals_hand_computed_reinforce_gradient():
     batch = RLTasks(Line()).sample(2, torch.Generator().manual_seed(3))
     theta = submodule_params(algorithm.meta_params())
     fast, rounds = algorithm.rounds(batch, 1, theta, "second-order")
-    obs, actions, rewards = rounds[0]
+    obs, actions, rewards, successes = rounds[0]
+    assert successes is None  # the line task records none
     adv = advantages(obs, rewards, algorithm.gamma)
     w, b, s = theta["linear.weight"].detach(), theta["linear.bias"].detach(), theta["log_std"].detach()
     for i in range(2):
@@ -114,8 +115,8 @@ def test_meta_gradient_matches_a_float64_loop_reference(first_order):
     theta = {k: p.detach().clone().requires_grad_() for k, p in algorithm.model.named_parameters()}
     total = 0.0
     for i in range(2):
-        obs0, act0, rew0 = (x[i:i + 1] for x in rounds[0])
-        obs1, act1, rew1 = (x[i:i + 1] for x in rounds[1])
+        obs0, act0, rew0 = (x[i:i + 1] for x in rounds[0][:3])
+        obs1, act1, rew1 = (x[i:i + 1] for x in rounds[1][:3])
         inner = reinforce_loss(functional_call(algorithm.model, theta, (obs0[0],)), pack(act0[0], advantages(obs0, rew0, 0.99)[0]))
         grads = torch.autograd.grad(inner, list(theta.values()), create_graph=not first_order)
         phi = {k: p - 0.1 * g for (k, p), g in zip(theta.items(), grads)}
@@ -182,6 +183,45 @@ def test_later_steps_scale_halves_every_step_after_the_first():
             assert torch.allclose(fast[0.5][1][i][k] - fast[0.5][0][i][k], 0.5 * full, atol=1e-7), k
     with pytest.raises(ValueError, match="later_steps_scale must be > 0"):
         MAMLRL("nav2d", later_steps_scale=0.0)
+
+
+class ReachingLineEnvs(LineEnvs):
+    """The line task recording, like Meta-World, whether each trajectory came within 0.5 of its goal."""
+
+    def reset(self, seeds):
+        self.successes = torch.zeros(self.goals.shape[0], self.trajectories, dtype=torch.bool)
+        return super().reset(seeds)
+
+    def step(self, actions):
+        self.successes |= (actions[..., 0] - self.goals[:, :1]).abs() < 0.5
+        return super().step(actions)
+
+
+class ReachingLine(Line):
+    def make_envs(self, params, trajectories):
+        return ReachingLineEnvs(params, trajectories)
+
+
+def test_success_rates_are_reported_where_the_environments_record_them(tmp_path, monkeypatch):
+    algorithm = on_line()
+    algorithm.family = ReachingLine()
+    batch = RLTasks(ReachingLine()).sample(3, torch.Generator().manual_seed(1))
+    curves = algorithm.adaptation_curves(batch, 2)
+    _, rounds = algorithm.rounds(batch, 2, submodule_params(algorithm.meta_params()), "first-order")
+    goals = task_params(batch)[:, 0].view(3, 1, 1)
+    for k, r in enumerate(rounds):
+        reached = ((r.actions[..., 0] - goals).abs() < 0.5).any(-1).float().mean(-1)  # (B,) from the trajectories
+        assert torch.equal(curves["success"][:, k], reached) and torch.equal(curves["return"][:, k], r.returns())
+    assert 0 < curves["success"].mean() < 1  # neither trivially all nor none
+    assert "success" not in on_line().adaptation_curves(RLTasks(Line()).sample(2, torch.Generator().manual_seed(1)), 1)
+    monkeypatch.chdir(tmp_path)  # the report writes its PNG here
+    torch.manual_seed(0)
+    algorithm = MAMLRL("nav2d", hidden=8, inner_lr=0.3, trajectories=4, eval_inner_steps=2)
+    algorithm.family = ReachingLine()
+    algorithm.model = algorithm.new_policy()  # the Gaussian MLP of the line's shapes, as the random baseline builds it
+    report = algorithm.extra_report(RLTasks(ReachingLine()), 4, 0)
+    assert set(report["success_by_steps"]) == {"MAML", "random"} and len(report["success_by_steps"]["MAML"]) == 3
+    assert all(0.0 <= v["mean"] <= 1.0 for v in report["success_by_steps"]["MAML"].values()) and "%" in report["success"]
 
 
 def test_oracle_policy_sees_the_goal():

@@ -34,7 +34,7 @@ from ..functional import forward_with
 from ..inner import adapt, sgd
 from ..protocol import EvalResult, fixed_episodes
 from ..rl import task_family, task_params, task_seeds
-from ..rl.plot import plot_adaptation
+from ..rl.plot import by_steps, plot_adaptation
 from ..rl.policy import HIDDEN, GaussianMLP
 from ..rl.returns import advantages, pack, reinforce_loss
 from ..rl.sampler import Trajectories, rollout
@@ -129,15 +129,23 @@ class MAMLRL(Algorithm):
             envs.close()
         return fast, rounds
 
-    def adaptation_curve(self, batch: Task, steps: int, params: Params | None = None) -> Tensor:
-        """Each task's average return after 0, 1, ..., ``steps`` inner steps: ``(B, steps + 1)``.
+    def adaptation_curves(self, batch: Task, steps: int, params: Params | None = None) -> dict[str, Tensor]:
+        """Each task's average ``"return"`` after 0, 1, ..., ``steps`` inner steps, ``(B, steps + 1)``, and, for
+        families that record reaching the goal (Meta-World), the fraction of its trajectories that did (``"success"``).
 
         ``params``: the policy's starting parameters (default: the meta-parameters)."""
         check_batch(batch)
         params = submodule_params(self.meta_params()) if params is None else params
         with torch.no_grad():
             _, rounds = self.rounds(batch, steps, {k: v.detach() for k, v in params.items()}, "first-order")
-        return torch.stack([r.returns() for r in rounds], dim=1)
+        curves = {"return": torch.stack([r.returns() for r in rounds], dim=1)}
+        if rounds[0].successes is not None:
+            curves["success"] = torch.stack([r.success_rates() for r in rounds], dim=1)
+        return curves
+
+    def adaptation_curve(self, batch: Task, steps: int, params: Params | None = None) -> Tensor:
+        """Each task's average return after 0, 1, ..., ``steps`` inner steps: ``(B, steps + 1)``."""
+        return self.adaptation_curves(batch, steps, params)["return"]
 
     def forward(self, batch: Task, inner_steps: int | None = None) -> Tensor:
         """Each task's average return after ``inner_steps`` (default: the mode's) adaptation steps: ``(B, 1)``."""
@@ -165,20 +173,29 @@ class MAMLRL(Algorithm):
 
     def extra_report(self, source, episodes: int, seed: int) -> dict[str, Any]:
         """Mean return ± 95% CI after 0..``eval_inner_steps`` steps on the ``episodes`` fixed tasks, for this policy and
-        for a randomly initialised one, and a PNG of both curves (in the working directory)."""
+        for a randomly initialised one, and a PNG of both curves (in the working directory); for families that record
+        reaching the goal (Meta-World), the success rate after each number of steps too."""
         tasks = next(fixed_episodes(source, episodes, seed, episodes))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_INIT_SEED)
             fresh = {k: v for k, v in self.new_policy().named_parameters()}
-        curves = {self.role(): self.adaptation_curve(tasks, self.eval_inner_steps),
-                  "random": self.adaptation_curve(tasks, self.eval_inner_steps, fresh)}
-        results = {name: [EvalResult("return", c[:, k].double()) for k in range(c.shape[1])] for name, c in curves.items()}
+        curves = {self.role(): self.adaptation_curves(tasks, self.eval_inner_steps),
+                  "random": self.adaptation_curves(tasks, self.eval_inner_steps, fresh)}
+        results = {name: [EvalResult("return", c["return"][:, k].double()) for k in range(c["return"].shape[1])]
+                   for name, c in curves.items()}
         png = plot_adaptation(results, Path(f"maml-rl-{self.env}-{self.role().lower()}-adaptation.png"),
                               f"{self.env}: {episodes} held-out tasks")
-        return {
-            "returns_by_steps": {name: {str(k): {"mean": r.mean, "ci95": r.ci95} for k, r in enumerate(rs)}
-                                 for name, rs in results.items()},
+        report = {
+            "returns_by_steps": by_steps(results),
             "adaptation": "\n" + "\n".join(f"{name:>10}: " + "  ".join(f"{k} steps {r.mean:8.2f} ± {r.ci95:.2f}" for k, r in enumerate(rs))
                                            for name, rs in results.items()),
             "adaptation_png": str(png),
         }
+        if "success" in curves[self.role()]:  # Meta-World: the fraction of trajectories that reached the goal
+            success = {name: [EvalResult("success", c["success"][:, k].double()) for k in range(c["success"].shape[1])]
+                       for name, c in curves.items()}
+            report["success_by_steps"] = by_steps(success)
+            report["success"] = "\n" + "\n".join(f"{name:>10}: " + "  ".join(f"{k} steps {100 * r.mean:5.1f} ± {100 * r.ci95:.1f} %"
+                                                                              for k, r in enumerate(rs)) for name, rs in success.items())
+        return report
+

@@ -1,10 +1,16 @@
-"""The MAML paper's meta-RL figure: average return against the number of gradient steps, one line per method."""
+"""The MAML paper's meta-RL figure: average return against the number of gradient steps, one line per method; its
+figures as a JSON-ready table."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
 from ..protocol import EvalResult
+
+
+def by_steps(curves: dict[str, Sequence[EvalResult]]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{method: {"k": {"mean", "ci95"}}}``: each method's figure after ``k`` steps, for JSON reports."""
+    return {name: {str(k): {"mean": r.mean, "ci95": r.ci95} for k, r in enumerate(results)} for name, results in curves.items()}
 
 
 def plot_adaptation(curves: dict[str, Sequence[EvalResult]], path: str | Path, title: str) -> Path:

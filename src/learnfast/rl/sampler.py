@@ -22,15 +22,22 @@ ROUND_SALT = 1_000_003  # round k of a task's sampling (before / after each inne
 
 class Trajectories(NamedTuple):
     """``observations (B, N, T, O')`` as the policy saw them (with the task parameters for an oracle),
-    ``actions (B, N, T, A)`` as sampled (before the environment clips them), ``rewards (B, N, T)``."""
+    ``actions (B, N, T, A)`` as sampled (before the environment clips them), ``rewards (B, N, T)``;
+    ``successes (B, N)``: whether each trajectory reached its goal, for families whose environments
+    record it (Meta-World), else ``None``."""
 
     observations: Tensor
     actions: Tensor
     rewards: Tensor
+    successes: Tensor | None = None
 
     def returns(self) -> Tensor:
         """Undiscounted return per task, averaged over its trajectories: ``(B,)``."""
         return self.rewards.sum(-1).mean(-1)
+
+    def success_rates(self) -> Tensor | None:
+        """Fraction of each task's trajectories that reached the goal: ``(B,)``, or ``None`` where not recorded."""
+        return None if self.successes is None else self.successes.float().mean(-1)
 
 
 def action_noise(seeds: Tensor, rounds: int, shape: tuple[int, ...]) -> Tensor:
@@ -78,4 +85,6 @@ def rollout(envs: VecEnvs, policy: nn.Module, params: Params, seeds: Tensor, rou
             obs, reward = envs.step(action)
             rewards.append(reward)
             timer["simulation"] = timer.get("simulation", 0.0) + time.perf_counter() - started
-    return Trajectories(torch.stack(observations, 2), torch.stack(actions, 2), torch.stack(rewards, 2))
+    successes = getattr(envs, "successes", None)  # environments that record reaching the goal (Meta-World)
+    return Trajectories(torch.stack(observations, 2), torch.stack(actions, 2), torch.stack(rewards, 2),
+                        None if successes is None else successes.clone())
