@@ -1,6 +1,7 @@
 """Reptile: the pseudo-gradient is exactly theta - mean(phi), one outer SGD step is the paper's update,
 and the logged loss / predictions are those of a test episode."""
 import copy
+import json
 
 import pytest
 import torch
@@ -358,3 +359,38 @@ def test_carried_state_needs_adam_and_the_loop():
         Reptile(mlp(), inner_state="carried")
     with pytest.raises(ValueError, match="unknown inner_state"):
         Reptile(mlp(), inner_state="global")
+
+
+@pytest.mark.parametrize("log_episode", [True, False])
+def test_skipped_training_figures_keep_the_pseudo_gradient(log_episode):
+    """With training_figures off (the trainer's unlogged iterations) Reptile skips its extra forward passes only."""
+    model, tasks = mlp(), blobs(size=3)
+    grads = {}
+    for figures in (True, False):
+        reptile = Reptile(copy.deepcopy(model), inner_lr=0.3, inner_steps=2, log_episode=log_episode)
+        reptile.training_figures = figures
+        out, grads[figures] = pseudo_gradient(reptile, tasks)
+        assert (out.predictions is None) == (not figures)
+    for k in grads[True]:
+        assert torch.equal(grads[True][k], grads[False][k]), k
+
+
+def test_trainer_reads_figures_only_where_logged_and_the_weights_do_not_change(tmp_path):
+    """Unlogged iterations skip the figures; the run's weights are the same bit for bit as with every figure read."""
+    cfg = RunConfig(name="tiny-reptile", algorithm={"name": "reptile", "inner_lr": 0.01, "inner_steps": 2})
+    cfg.data.dataset = "sinusoid"
+    cfg.model.backbone, cfg.model.hidden = "mlp", 8
+    for key, value in dict(shots=5, queries=5, meta_batch=2, iterations=25, val_every=20, val_episodes=2, seed=3).items():
+        setattr(cfg.train, key, value)
+    cfg.eval.shots, cfg.eval.queries, cfg.eval.episodes = 5, 5, 2
+    seen = []
+    every = Trainer(cfg, tmp_path / "every", progress=False, callbacks=(lambda i, record: seen.append(dict(record)),))
+    every.fit()
+    assert len(seen) == 25 and all("loss" in r and "mse" in r for r in seen)  # a callback reads every iteration
+    skipping = Trainer(cfg, tmp_path / "skipping", progress=False)
+    skipping.fit()
+    for (k, a), (_, b) in zip(every.algorithm.state_dict().items(), skipping.algorithm.state_dict().items()):
+        assert torch.equal(a, b), k
+    log = [json.loads(line) for line in (tmp_path / "skipping" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in log] == [10, 20, 25] and all("loss" in r and "mse" in r for r in log)
+    assert [r["mse"] for r in log] == [seen[i - 1]["mse"] for i in (10, 20, 25)]

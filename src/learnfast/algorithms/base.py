@@ -36,11 +36,12 @@ class MetaOutput(NamedTuple):
     """What ``meta_loss`` returns.
 
     ``loss``: scalar to backpropagate (its gradient is the meta-gradient, its value the mean query loss).
-    ``predictions``: detached query predictions ``(B, Q, ...)`` for training metrics.
+    ``predictions``: detached query predictions ``(B, Q, ...)`` for training metrics; ``None`` when the
+    algorithm skipped them (``Algorithm.training_figures`` false), and then the loss value is not a figure either.
     """
 
     loss: Tensor
-    predictions: Tensor
+    predictions: Tensor | None
 
 
 def inner_steps_pair(inner_steps: int, eval_inner_steps: int | None) -> tuple[int, int]:
@@ -109,6 +110,9 @@ class Algorithm(nn.Module):
     learned_optimizer: bool = False  # meta-trains an update rule on optimization problems (learnfast.optim), no backbone
     reinforcement: bool = False  # meta-trains a policy on a meta-RL task family (learnfast.rl); builds its own policy
     eval_batch_size: int | None = None  # episodes per call in evaluation; None: evaluate's default for the device
+    # set by the trainer before each meta_loss: False when nobody reads this iteration's loss value and predictions
+    # (not logged, no progress bar); an algorithm may then skip work done only for them and return predictions=None
+    training_figures: bool = True
 
     def __init__(self, loss: str = "cross_entropy", strategy: str = "loop") -> None:
         super().__init__()

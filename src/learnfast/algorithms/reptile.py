@@ -180,6 +180,10 @@ class Reptile(Algorithm):
                     for i in range(batch.batch_size)]
             phi = {k: torch.stack([p[k] for p in phis]) for k in theta}  # each (B, *shape)
         phi_mean = {k: v.mean(0) for k, v in phi.items()}
+        # d surrogate / d theta = theta - mean(phi), exactly; the value is replaced by the real loss
+        surrogate = sum((p * (p.detach() - phi_mean[k[len(PREFIX):]])).sum() for k, p in meta_params.items())
+        if not self.training_figures:  # nobody reads them this iteration: skip the extra forward passes
+            return MetaOutput(surrogate - surrogate.detach(), None)
         with torch.no_grad():
             if self.log_episode:
                 predictions = self(batch, steps)  # (B, Q, ...): adapted to the support set only
@@ -187,6 +191,4 @@ class Reptile(Algorithm):
                 predictions = torch.stack([forward_with(self.model, {k: v[i] for k, v in phi.items()}, batch.query_x[i])
                                            for i in range(batch.batch_size)])
             real_loss = query_loss(self.loss_fn, predictions, batch.query_y)
-        # d surrogate / d theta = theta - mean(phi), exactly; the value is replaced by the real loss
-        surrogate = sum((p * (p.detach() - phi_mean[k[len(PREFIX):]])).sum() for k, p in meta_params.items())
         return MetaOutput(surrogate - surrogate.detach() + real_loss, predictions)

@@ -266,15 +266,25 @@ class Trainer:
         else:  # every rank draws the whole meta-batch and keeps its share: the data do not depend on the ranks
             batch = shard_tasks(self.train_source.sample(t.meta_batch, self.generator), self.ranks)
         batch = batch.to(self.device)
+        self.algorithm.training_figures = self._figures_read(self.iteration + 1)
         with autocast(t.precision, self.device.type):
             out = self.algorithm.meta_loss(batch, generator=self.generator)
         loss = self._update(self.optimizer, out.loss, "meta-loss", f"at iteration {self.iteration + 1}", "Lower train.lr or the inner learning rate")
         if self.hard_tasks is not None:
             self.hard_tasks.record(classes, out.predictions, batch.query_y)
         self.iteration += 1
-        score = mean_over_ranks(episode_scores(out.predictions, batch, self.metric).mean(), self.ranks)
-        record = {"iteration": self.iteration, "loss": loss, "lr": lr, self.metric: score.item()}
+        if out.predictions is None:  # skipped by the algorithm: this iteration's figures are read by nobody
+            record = {"iteration": self.iteration, "lr": lr}
+        else:
+            score = mean_over_ranks(episode_scores(out.predictions, batch, self.metric).mean(), self.ranks)
+            record = {"iteration": self.iteration, "loss": loss, "lr": lr, self.metric: score.item()}
         return {**record, "hard_batch": True} if hard else record
+
+    def _figures_read(self, iteration: int) -> bool:
+        """Whether anything reads iteration ``iteration``'s loss and score: the log, validation, the bar, callbacks, hard tasks."""
+        t = self.cfg.train
+        return (self.progress or bool(self.callbacks) or self.hard_tasks is not None or iteration % LOG_EVERY == 0
+                or iteration % t.val_every == 0 or iteration == t.iterations)
 
     # -- the loop -----------------------------------------------------------------------------
     def validate(self) -> EvalResult:
