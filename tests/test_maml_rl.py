@@ -14,6 +14,7 @@ from learnfast.algorithms import ALGORITHMS, MAMLRL
 from learnfast.algorithms.base import submodule_params
 from learnfast.cli import main
 from learnfast.rl import Nav2D, RLTasks, TaskFamily, task_params
+from learnfast.rl.policy import log_prob
 from learnfast.rl.returns import advantages, pack, reinforce_loss
 from learnfast.tasks import Task
 from learnfast.train.build import build_algorithm, metric_name
@@ -81,8 +82,8 @@ def test_inner_step_equals_hand_computed_reinforce_gradient():
     batch = RLTasks(Line()).sample(2, torch.Generator().manual_seed(3))
     theta = submodule_params(algorithm.meta_params())
     fast, rounds = algorithm.rounds(batch, 1, theta, "second-order")
-    obs, actions, rewards, successes = rounds[0]
-    assert successes is None  # the line task records none
+    obs, actions, rewards = rounds[0].observations, rounds[0].actions, rounds[0].rewards
+    assert rounds[0].successes is None  # the line task records none
     adv = advantages(obs, rewards, algorithm.gamma)
     w, b, s = theta["linear.weight"].detach(), theta["linear.bias"].detach(), theta["log_std"].detach()
     for i in range(2):
@@ -279,3 +280,112 @@ def test_missing_simulator_is_one_line_naming_the_extra(tmp_path):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install learnfast[rl]" in lines[0] and "gymnasium" in lines[0]
+
+
+# -- ProMP (outer = "promp") --------------------------------------------------------------------
+
+def test_ratio_losses_against_hand_values():
+    torch.manual_seed(0)
+    output = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)  # 2-d actions: mean, log_std
+    actions, adv = torch.randn(6, 2, dtype=torch.float64), torch.tensor([-1.0, 1.0, 0.5, -1.0, 2.0, -0.5], dtype=torch.float64)
+    from learnfast.rl.returns import clipped_loss, likelihood_ratio_loss, pack_ratio
+    old = log_prob(output, actions).detach()
+    on_policy = pack_ratio(actions, adv, old)
+    # at the sampling policy the likelihood-ratio objective has REINFORCE's gradient
+    g_ratio, = torch.autograd.grad(likelihood_ratio_loss(output, on_policy), output)
+    g_reinforce, = torch.autograd.grad(reinforce_loss(output, pack(actions, adv)), output)
+    assert torch.allclose(g_ratio, g_reinforce, atol=1e-14)
+    # away from it: -mean(r A) and the clipped surrogate, by hand
+    shifted = pack_ratio(actions, adv, old - torch.linspace(-0.6, 0.6, 6, dtype=torch.float64))  # r = exp(that shift)
+    r = torch.exp(torch.linspace(-0.6, 0.6, 6, dtype=torch.float64))
+    assert torch.allclose(likelihood_ratio_loss(output, shifted), -(r * adv).mean())
+    expected = -torch.minimum(r * adv, r.clamp(0.7, 1.3) * adv).mean()
+    assert torch.allclose(clipped_loss(output, shifted, 0.3), expected)
+    g, = torch.autograd.grad(clipped_loss(output, shifted, 0.3), output)
+    frozen = ((r > 1.3) & (adv > 0)) | ((r < 0.7) & (adv < 0))  # where the clip holds the objective flat
+    assert frozen.any() and torch.all(g[frozen] == 0) and torch.all(g[~frozen].abs().sum(-1) > 0)
+
+
+def promp(outer_steps=1, first_order=False, dtype=torch.float64):
+    torch.manual_seed(0)
+    return MAMLRL("nav2d", hidden=8, inner_lr=0.1, trajectories=3, first_order=first_order, outer="promp",
+                  outer_steps=outer_steps).to(dtype)
+
+
+def promp_reference(algorithm, batch, rounds):
+    """ProMP's meta-gradient by plain autograd, task by task, on given trajectories (from the sampling policies)."""
+    theta = {k: p.detach().clone().requires_grad_() for k, p in algorithm.model.named_parameters()}
+    total = 0.0
+    for i in range(batch.batch_size):
+        first, last = rounds[0], rounds[1]
+        a0, a1 = advantages(first.observations[i:i + 1], first.rewards[i:i + 1], 0.99)[0], advantages(last.observations[i:i + 1], last.rewards[i:i + 1], 0.99)[0]
+        ratio0 = torch.exp(log_prob(functional_call(algorithm.model, theta, (first.observations[i],)), first.actions[i]) - first.log_probs[i])
+        grads = torch.autograd.grad(-(ratio0 * a0).mean(), list(theta.values()), create_graph=True)
+        phi = {k: p - 0.1 * g for (k, p), g in zip(theta.items(), grads)}
+        ratio1 = torch.exp(log_prob(functional_call(algorithm.model, phi, (last.observations[i],)), last.actions[i]) - last.log_probs[i])
+        total = total - torch.minimum(ratio1 * a1, ratio1.clamp(0.7, 1.3) * a1).mean()
+    return torch.autograd.grad(total / batch.batch_size, list(theta.values()))
+
+
+def test_promp_meta_gradient_matches_a_float64_loop_reference_and_reuses_its_trajectories(monkeypatch):
+    algorithm = promp(outer_steps=2)
+    assert algorithm.steps_per_batch == 2
+    batch = nav_tasks(2, dtype=torch.float64)
+    made = []
+    make_envs = algorithm.family.make_envs
+    monkeypatch.setattr(algorithm.family, "make_envs", lambda *a: made.append(1) or make_envs(*a))
+    algorithm.meta_loss(batch).loss.backward()
+    assert len(made) == 1  # one sampling of the batch (all its rounds in one set of environments)
+    rounds = algorithm._sampled[1]
+    for got, expected in zip([p.grad for p in algorithm.model.parameters()], promp_reference(algorithm, batch, rounds)):
+        assert torch.allclose(got, expected, rtol=1e-9, atol=1e-12)
+    # the trainer's next step on the same batch: the weights moved, the trajectories are reused and re-weighted
+    with torch.no_grad():
+        for p in algorithm.model.parameters():
+            p -= 0.05 * p.grad
+            p.grad = None
+    algorithm.meta_loss(batch).loss.backward()
+    assert len(made) == 1
+    for got, expected in zip([p.grad for p in algorithm.model.parameters()], promp_reference(algorithm, batch, rounds)):
+        assert torch.allclose(got, expected, rtol=1e-9, atol=1e-12)
+    algorithm.meta_loss(nav_tasks(2, seed=1, dtype=torch.float64))  # another batch: sampled afresh
+    assert len(made) == 2
+
+
+def test_promp_settings_are_checked():
+    with pytest.raises(ValueError, match='settings of outer = "promp"'):
+        MAMLRL("nav2d", outer_steps=5)
+    with pytest.raises(ValueError, match="unknown outer"):
+        MAMLRL("nav2d", outer="trpo")
+    with pytest.raises(ValueError, match="0 < clip < 1"):
+        MAMLRL("nav2d", outer="promp", clip=1.5)
+    assert MAMLRL("nav2d", outer="promp").steps_per_batch == 5 and MAMLRL("nav2d").steps_per_batch == 1
+
+
+def tiny_promp_cfg(iterations=4, checkpoint_every=2):
+    cfg = load_config("maml-rl-nav2d")
+    cfg.algorithm.update(trajectories=2, outer="promp", outer_steps=2)
+    cfg.model.hidden = 8
+    for key, value in dict(meta_batch=2, iterations=iterations, checkpoint_every=checkpoint_every, val_every=100, val_episodes=2).items():
+        setattr(cfg.train, key, value)
+    return cfg
+
+
+def test_trainer_reuses_each_batch_for_promp_steps_and_resumes_bit_for_bit(tmp_path):
+    from learnfast.train.trainer import Trainer
+
+    straight = Trainer(tiny_promp_cfg(), tmp_path / "a", progress=False)
+    sampled = []
+    sample = straight.train_source.sample
+    straight.train_source.sample = lambda *a: sampled.append(1) or sample(*a)
+    straight.fit()
+    assert len(sampled) == 2  # 4 outer steps on 2 meta-batches
+    half = tiny_promp_cfg()
+    half.train.iterations = 2
+    Trainer(half, tmp_path / "b", progress=False).fit()
+    resumed = Trainer(tiny_promp_cfg(), tmp_path / "b", progress=False)
+    resumed.fit(resume=True)
+    for k, v in straight.algorithm.state_dict().items():
+        assert torch.equal(resumed.algorithm.state_dict()[k], v), k
+    with pytest.raises(ConfigError, match="multiples of 2"):
+        Trainer(tiny_promp_cfg(checkpoint_every=3), tmp_path / "c", progress=False)

@@ -113,6 +113,8 @@ class Algorithm(nn.Module):
     # set by the trainer before each meta_loss: False when nobody reads this iteration's loss value and predictions
     # (not logged, no progress bar); an algorithm may then skip work done only for them and return predictions=None
     training_figures: bool = True
+    # consecutive outer steps the trainer takes on each sampled meta-batch (ProMP reuses its trajectories; 1: a new one each step)
+    steps_per_batch: int = 1
 
     def __init__(self, loss: str = "cross_entropy", strategy: str = "loop") -> None:
         super().__init__()

@@ -13,9 +13,15 @@ steps, fresh trajectories before each; every step after the first uses ``later_s
 Like the authors' code, the meta-gradient leaves out how the
 pre-update trajectories' distribution depends on the meta-parameters.
 
-Departure: the outer step is the trainer's optimizer (Adam) on this vanilla policy-gradient
-surrogate, one step per sampled meta-batch, not TRPO. (With one step per batch a PPO/ProMP clipped
-ratio would be 1 and do nothing, so there is none.)
+Outer objective: ``outer = "vpg"`` (default) is the trainer's optimizer (Adam) on this vanilla
+policy-gradient surrogate, one step per sampled meta-batch: a departure from the paper's TRPO.
+``outer = "promp"`` is ProMP (Rothfuss, Lee, Clavera, Asfour & Abbeel 2019, "ProMP: Proximal
+Meta-Policy Search"): the inner step on the likelihood-ratio objective ``-mean(pi / pi_old * A)``
+(its LVC estimator, whose Hessian keeps the score-function term), the outer on PPO's clipped
+surrogate of the adapted policy, and ``outer_steps`` Adam steps (ProMP: 5) on each sampled
+meta-batch, re-adapting from the current weights on the same trajectories (the ratios correct for
+the weights having moved). Departure from ProMP: no KL penalty on the inner step (its default
+weight is 5e-4).
 
 The paper's baselines are the same class: ``inner_steps = 0`` in training is the policy pretrained on
 all tasks (then fine-tuned with the same test-time steps); ``oracle = true`` gives the policy the task
@@ -36,13 +42,15 @@ from ..protocol import EvalResult, fixed_episodes
 from ..rl import task_family, task_params, task_seeds
 from ..rl.plot import by_steps, plot_adaptation
 from ..rl.policy import HIDDEN, GaussianMLP
-from ..rl.returns import advantages, pack, reinforce_loss
+from ..rl.returns import advantages, clipped_loss, likelihood_ratio_loss, pack, pack_ratio, reinforce_loss
 from ..rl.sampler import Trajectories, rollout
 from ..rl.simulators import require
 from ..tasks import Task, check_batch
 from .base import Algorithm, MetaOutput, submodule_params
 
 RANDOM_INIT_SEED = 2024  # the random-initialisation baseline's policy
+OUTER = ("vpg", "promp")
+PROMP_STEPS, PROMP_CLIP = 5, 0.3  # ProMP's num_promp_steps and clip_eps (its run scripts' defaults)
 
 
 class MAMLRL(Algorithm):
@@ -60,6 +68,9 @@ class MAMLRL(Algorithm):
         oracle: append the task parameters to the policy's observations (the oracle baseline).
         later_steps_scale: the step size of every inner step after the first is ``later_steps_scale * inner_lr``
             (the paper's evaluation: 0.5, "halving the learning rate after the first gradient step"; 1 keeps it).
+        outer: ``"vpg"`` (vanilla policy-gradient surrogate, one step per meta-batch) or ``"promp"`` (above).
+        outer_steps: ProMP's outer steps per sampled meta-batch (the trainer reuses the batch; ProMP: 5).
+        clip: ProMP's clipping range of the likelihood ratio (default 0.3, ProMP's).
 
     Shapes: ``forward(batch (B tasks in the learnfast.rl.tasks layout)) -> (B, 1)`` average undiscounted
     return of the task's trajectories after the steps.
@@ -75,7 +86,8 @@ class MAMLRL(Algorithm):
 
     def __init__(self, env: str = "nav2d", hidden: int = HIDDEN, inner_lr: float = 0.1, inner_steps: int = 1,
                  eval_inner_steps: int = 3, trajectories: int | None = None, gamma: float = 0.99,
-                 first_order: bool = False, oracle: bool = False, later_steps_scale: float = 1.0) -> None:
+                 first_order: bool = False, oracle: bool = False, later_steps_scale: float = 1.0, outer: str = "vpg",
+                 outer_steps: int | None = None, clip: float | None = None) -> None:
         super().__init__(loss="mse", strategy="loop")  # the loss is the policy gradient's; "mse" is never used
         if inner_steps < 0 or eval_inner_steps < 0:
             raise ValueError(f"inner_steps and eval_inner_steps must be >= 0, got {inner_steps} and {eval_inner_steps}")
@@ -85,6 +97,14 @@ class MAMLRL(Algorithm):
             raise ValueError(f"trajectories must be >= 2 (the baseline and advantages need several), got {trajectories}")
         if not later_steps_scale > 0.0:
             raise ValueError(f"later_steps_scale must be > 0, got {later_steps_scale}")
+        if outer not in OUTER:
+            raise ValueError(f"unknown outer {outer!r}; choose one of {OUTER}")
+        if outer == "vpg" and (outer_steps is not None or clip is not None):
+            raise ValueError('outer_steps and clip are settings of outer = "promp"; drop them or set outer = "promp"')
+        outer_steps = PROMP_STEPS if outer_steps is None else outer_steps
+        clip = PROMP_CLIP if clip is None else clip
+        if outer == "promp" and (outer_steps < 1 or not 0.0 < clip < 1.0):
+            raise ValueError(f"ProMP needs outer_steps >= 1 and 0 < clip < 1, got {outer_steps} and {clip}")
         if first_order and inner_steps == 0:
             raise ValueError("first_order changes how the meta-gradient goes through inner steps; with inner_steps = 0 "
                              "there are none: drop first_order")
@@ -95,6 +115,9 @@ class MAMLRL(Algorithm):
         self.inner_steps, self.eval_inner_steps, self.later_steps_scale = inner_steps, eval_inner_steps, later_steps_scale
         self.trajectories = self.family.trajectories if trajectories is None else trajectories
         self.memory = "first-order" if first_order else "second-order"
+        self.outer, self.clip = outer, clip
+        self.steps_per_batch = outer_steps if outer == "promp" else 1
+        self._sampled: tuple[Task, list[Trajectories], list[Tensor]] | None = None  # ProMP: the batch it sampled last
         self.model = self.new_policy()
 
     def new_policy(self) -> GaussianMLP:
@@ -159,12 +182,35 @@ class MAMLRL(Algorithm):
         ``predictions``: each task's average return after the inner steps ``(B, 1)``.
         """
         check_batch(batch)
+        if self.outer == "promp":
+            return self._promp_loss(batch)
         fast, rounds = self.rounds(batch, self.inner_steps, submodule_params(self.meta_params()), self.memory)
         last = rounds[-1]
         adv = advantages(last.observations, last.rewards, self.gamma)
         surrogate = torch.stack([reinforce_loss(forward_with(self.model, fast[i], last.observations[i]), pack(last.actions[i], adv[i]))
                                  for i in range(batch.batch_size)]).mean()
         returns = last.returns()
+        return MetaOutput(surrogate - surrogate.detach() - returns.mean(), returns.unsqueeze(1))
+
+    def _promp_loss(self, batch: Task) -> MetaOutput:
+        """ProMP's meta-loss: the batch's trajectories are sampled on its first call and reused while the trainer
+        passes the same batch (``steps_per_batch`` calls); every call re-adapts from the current weights."""
+        if self._sampled is None or self._sampled[0] is not batch:
+            theta = {k: v.detach() for k, v in submodule_params(self.meta_params()).items()}
+            with torch.no_grad():
+                _, rounds = self.rounds(batch, self.inner_steps, theta, "first-order")
+            self._sampled = (batch, rounds, [advantages(r.observations, r.rewards, self.gamma) for r in rounds])
+        _, rounds, adv = self._sampled
+        fast = [submodule_params(self.meta_params())] * batch.batch_size
+        for step, (r, a) in enumerate(zip(rounds[:-1], adv[:-1])):
+            update = sgd(self.inner_lr * (self.later_steps_scale if step > 0 else 1.0))
+            fast = [adapt(self.model, fast[i], r.observations[i].flatten(0, 1), pack_ratio(r.actions[i], a[i], r.log_probs[i]).flatten(0, 1),
+                          likelihood_ratio_loss, steps=1, update=update, memory=self.memory) for i in range(batch.batch_size)]
+        last, a = rounds[-1], adv[-1]
+        surrogate = torch.stack([clipped_loss(forward_with(self.model, fast[i], last.observations[i]),
+                                              pack_ratio(last.actions[i], a[i], last.log_probs[i]), self.clip)
+                                 for i in range(batch.batch_size)]).mean()
+        returns = last.returns()  # of the policies that sampled the batch
         return MetaOutput(surrogate - surrogate.detach() - returns.mean(), returns.unsqueeze(1))
 
     def role(self) -> str:

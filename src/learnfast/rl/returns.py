@@ -1,4 +1,5 @@
-"""Returns, the linear feature baseline and the REINFORCE loss of the MAML paper's inner update.
+"""Returns, the linear feature baseline and the REINFORCE loss of the MAML paper's inner update; the
+likelihood-ratio losses of ProMP (Rothfuss et al. 2019).
 
 Trajectories are tensors ``(B, N, T, ...)``: ``B`` tasks, ``N`` trajectories, ``T`` steps. The
 baseline is rllab's ``LinearFeatureBaseline`` (which the MAML authors used): per task, a ridge
@@ -73,3 +74,29 @@ def reinforce_loss(output: Tensor, targets: Tensor) -> Tensor:
     minus the return's gradient. The ``loss_fn`` of ``learnfast.inner.adapt``.
     """
     return -(log_prob(output, targets[..., :-1]) * targets[..., -1]).mean()
+
+
+def pack_ratio(actions: Tensor, adv: Tensor, old_log_probs: Tensor) -> Tensor:
+    """``pack`` plus the sampling policy's log-densities: targets ``(..., A + 2)`` of the ratio losses."""
+    return torch.cat([actions, adv.unsqueeze(-1), old_log_probs.unsqueeze(-1)], dim=-1)
+
+
+def _ratio(output: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """``pi(a|s) / pi_old(a|s)`` and the advantages, from ``pack_ratio`` targets."""
+    return torch.exp(log_prob(output, targets[..., :-2]) - targets[..., -1]), targets[..., -2]
+
+
+def likelihood_ratio_loss(output: Tensor, targets: Tensor) -> Tensor:
+    """``-mean(pi / pi_old * A)``: ProMP's inner objective (its "LVC" estimator), on ``pack_ratio`` targets.
+
+    Where the policy is the sampling one its gradient is REINFORCE's (``reinforce_loss``); its Hessian keeps the
+    ``grad log pi grad log pi^T`` term, and away from the sampling policy it stays an unbiased off-policy estimate.
+    """
+    ratio, adv = _ratio(output, targets)
+    return -(ratio * adv).mean()
+
+
+def clipped_loss(output: Tensor, targets: Tensor, clip: float) -> Tensor:
+    """PPO's clipped surrogate ``-mean(min(r A, clip(r, 1 - clip, 1 + clip) A))``, ``r = pi / pi_old``: ProMP's outer objective."""
+    ratio, adv = _ratio(output, targets)
+    return -torch.minimum(ratio * adv, ratio.clamp(1.0 - clip, 1.0 + clip) * adv).mean()

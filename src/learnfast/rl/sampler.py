@@ -15,7 +15,7 @@ from torch.func import functional_call, vmap
 
 from .._types import Params
 from .family import VecEnvs
-from .policy import sample_actions
+from .policy import log_prob, sample_actions
 
 ROUND_SALT = 1_000_003  # round k of a task's sampling (before / after each inner step) has its own stream
 
@@ -23,12 +23,14 @@ ROUND_SALT = 1_000_003  # round k of a task's sampling (before / after each inne
 class Trajectories(NamedTuple):
     """``observations (B, N, T, O')`` as the policy saw them (with the task parameters for an oracle),
     ``actions (B, N, T, A)`` as sampled (before the environment clips them), ``rewards (B, N, T)``;
-    ``successes (B, N)``: whether each trajectory reached its goal, for families whose environments
-    record it (Meta-World), else ``None``."""
+    ``log_probs (B, N, T)``: the sampling policy's log-density of each action (the denominators of
+    ProMP's likelihood ratios); ``successes (B, N)``: whether each trajectory reached its goal, for
+    families whose environments record it (Meta-World), else ``None``."""
 
     observations: Tensor
     actions: Tensor
     rewards: Tensor
+    log_probs: Tensor | None = None
     successes: Tensor | None = None
 
     def returns(self) -> Tensor:
@@ -69,7 +71,7 @@ def rollout(envs: VecEnvs, policy: nn.Module, params: Params, seeds: Tensor, rou
         b, n = obs.shape[:2]
         params = {k: v.detach() for k, v in params.items()}
         noise = None
-        observations, actions, rewards = [], [], []
+        observations, actions, rewards, log_probs = [], [], [], []
         for _ in range(horizon):
             started = time.perf_counter()
             if context is not None:
@@ -80,6 +82,7 @@ def rollout(envs: VecEnvs, policy: nn.Module, params: Params, seeds: Tensor, rou
             action = sample_actions(output, noise[:, :, len(actions)])
             observations.append(obs)
             actions.append(action)
+            log_probs.append(log_prob(output, action))
             timer["policy"] = timer.get("policy", 0.0) + time.perf_counter() - started
             started = time.perf_counter()
             obs, reward = envs.step(action)
@@ -87,4 +90,4 @@ def rollout(envs: VecEnvs, policy: nn.Module, params: Params, seeds: Tensor, rou
             timer["simulation"] = timer.get("simulation", 0.0) + time.perf_counter() - started
     successes = getattr(envs, "successes", None)  # environments that record reaching the goal (Meta-World)
     return Trajectories(torch.stack(observations, 2), torch.stack(actions, 2), torch.stack(rewards, 2),
-                        None if successes is None else successes.clone())
+                        torch.stack(log_probs, 2), None if successes is None else successes.clone())

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from ..episodes import EpisodeSampler
 from ..protocol import HIGHER_IS_BETTER
+from ..tasks import Task
 from .build import build_algorithm, build_class_batches, build_source, load_backbone, metric_name
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, RunConfig
@@ -133,6 +134,12 @@ class Trainer:
         self.val_source = build_source(cfg, "val", e.ways, e.shots, e.queries, data_root)
         self.optimizer = make_optimizer(self.algorithm.meta_params().values(), t)
         self.generator = torch.Generator().manual_seed(t.seed)
+        reuse = self.algorithm.steps_per_batch
+        if reuse > 1 and (t.iterations % reuse or t.checkpoint_every % reuse or t.hard_task_every):
+            raise ConfigError(f"{cfg.algorithm['name']} takes {reuse} outer steps on each sampled meta-batch, so [train] iterations "
+                              f"({t.iterations}) and checkpoint_every ({t.checkpoint_every}) must be multiples of {reuse}, "
+                              "and hard_task_every is not available")
+        self._batch: tuple[Task, Any, bool] | None = None  # the meta-batch in use, while the algorithm reuses it
         self.hard_tasks = None
         if t.hard_task_every:
             if not isinstance(self.train_source, EpisodeSampler):
@@ -260,12 +267,14 @@ class Trainer:
         t = self.cfg.train
         lr = scheduled_lr(t, self.iteration, t.iterations)
         set_lr(self.optimizer, lr)
-        hard = self.hard_tasks is not None and self.hard_tasks.is_hard(self.iteration)
-        if self.hard_tasks is not None:
-            batch, classes = self.hard_tasks.sample(t.meta_batch, self.generator, self.iteration)
-        else:  # every rank draws the whole meta-batch and keeps its share: the data do not depend on the ranks
-            batch = shard_tasks(self.train_source.sample(t.meta_batch, self.generator), self.ranks)
-        batch = batch.to(self.device)
+        if self._batch is None or self.iteration % self.algorithm.steps_per_batch == 0:
+            hard, classes = self.hard_tasks is not None and self.hard_tasks.is_hard(self.iteration), None
+            if self.hard_tasks is not None:
+                batch, classes = self.hard_tasks.sample(t.meta_batch, self.generator, self.iteration)
+            else:  # every rank draws the whole meta-batch and keeps its share: the data do not depend on the ranks
+                batch = shard_tasks(self.train_source.sample(t.meta_batch, self.generator), self.ranks)
+            self._batch = (batch.to(self.device), classes, hard)
+        batch, classes, hard = self._batch
         self.algorithm.training_figures = self._figures_read(self.iteration + 1)
         with autocast(t.precision, self.device.type):
             out = self.algorithm.meta_loss(batch, generator=self.generator)
@@ -327,19 +336,21 @@ class Trainer:
             if self._done() % val_every == 0 or self._done() == total:
                 self._validate_into(record)
             self.train_seconds += time.perf_counter() - started
-            if self._done() % t.checkpoint_every == 0 or self._done() == total or self._signal is not None:
+            # a signal stops between meta-batches: a batch the algorithm reuses is not cut (checkpoint_every is a multiple)
+            stop = self._signal is not None and (phase == PRETRAIN or self._done() % self.algorithm.steps_per_batch == 0)
+            if self._done() % t.checkpoint_every == 0 or self._done() == total or stop:
                 self._save_last()
             if phase == META and t.keep_every and self._done() % t.keep_every == 0 and self.ranks.main:
                 save_checkpoint(self.out_dir / SNAPSHOTS / f"{self._done():07d}.safetensors",
                                 Checkpoint(weights=self.algorithm.state_dict(), meta=self._meta()))
-            if self._done() % LOG_EVERY == 0 or "val_" + self.metric in record or self._signal is not None:
+            if self._done() % LOG_EVERY == 0 or "val_" + self.metric in record or stop:
                 log.write(json.dumps(record) + "\n")
                 log.flush()
             bar.update(1)
             bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k not in ("iteration", "lr", "phase")})
             for callback in self.callbacks:
                 callback(self._done(), record)
-            if self._signal is not None:
+            if stop:
                 raise TrainingInterrupted(self._signal, self.saved_at, self.out_dir / "last.safetensors", phase, saved=True)
         bar.close()
         return record
