@@ -16,8 +16,8 @@ import json
 import torch
 
 from learnfast.algorithms.maml_rl import RANDOM_INIT_SEED
-from learnfast.protocol import EvalResult, fixed_episodes
-from learnfast.rl.plot import by_steps, plot_adaptation
+from learnfast.protocol import fixed_episodes
+from learnfast.rl.plot import by_steps, plot_adaptation, step_results
 from learnfast.train.restore import evaluation_seed, evaluation_source, restore
 
 
@@ -53,12 +53,11 @@ def main() -> None:
             torch.manual_seed(RANDOM_INIT_SEED)
             fresh = dict(plain.new_policy().named_parameters())
         curves["random"] = plain.adaptation_curves(tasks, args.steps, fresh)
-    results = {name: [EvalResult("return", c["return"][:, k].double()) for k in range(args.steps + 1)] for name, c in curves.items()}
+    results = step_results(curves, "return")
     report = {"family": family, "tasks": episodes, "seed": seed, "checkpoints": args.checkpoints,
               "later_steps_scale": {r.algorithm.role(): r.algorithm.later_steps_scale for r in restored},
               "returns_by_steps": by_steps(results)}
-    success = {name: [EvalResult("success", c["success"][:, k].double()) for k in range(args.steps + 1)]
-               for name, c in curves.items() if "success" in c}  # Meta-World: fraction of trajectories that reached the goal
+    success = step_results(curves, "success")  # Meta-World: fraction of trajectories that reached the goal
     if success:
         report["success_by_steps"] = by_steps(success)
     if "pretrained" in results and "MAML" in results:

@@ -37,10 +37,10 @@ from torch import Tensor
 
 from .._types import Params
 from ..functional import forward_with
-from ..inner import adapt, sgd
-from ..protocol import EvalResult, fixed_episodes
+from ..inner import InnerOptimizer, adapt, sgd
+from ..protocol import fixed_episodes
 from ..rl import task_family, task_params, task_seeds
-from ..rl.plot import by_steps, plot_adaptation
+from ..rl.plot import by_steps, plot_adaptation, step_results
 from ..rl.policy import HIDDEN, GaussianMLP
 from ..rl.returns import advantages, clipped_loss, likelihood_ratio_loss, pack, pack_ratio, reinforce_loss
 from ..rl.sampler import Trajectories, rollout
@@ -125,6 +125,10 @@ class MAMLRL(Algorithm):
         extra = self.family.param_dim if self.oracle else 0
         return GaussianMLP(self.family.obs_dim + extra, self.family.action_dim, (self.hidden, self.hidden))
 
+    def step_rule(self, step: int) -> InnerOptimizer:
+        """The SGD rule of inner step ``step`` (from 0): ``inner_lr`` first, ``later_steps_scale * inner_lr`` after."""
+        return sgd(self.inner_lr * (self.later_steps_scale if step > 0 else 1.0))
+
     def rounds(self, batch: Task, steps: int, params: Params, memory: str,
                timer: dict[str, float] | None = None) -> tuple[list[Params], list[Trajectories]]:
         """Samples trajectories, takes an inner step, samples again, ``steps`` times from ``params``.
@@ -145,9 +149,8 @@ class MAMLRL(Algorithm):
                     break
                 obs, actions = rounds[-1].observations, rounds[-1].actions
                 adv = advantages(obs, rounds[-1].rewards, self.gamma)
-                update = sgd(self.inner_lr * (self.later_steps_scale if step > 0 else 1.0))
                 fast = [adapt(self.model, fast[i], obs[i].flatten(0, 1), pack(actions[i], adv[i]).flatten(0, 1), reinforce_loss,
-                              steps=1, update=update, memory=memory) for i in range(batch.batch_size)]
+                              steps=1, update=self.step_rule(step), memory=memory) for i in range(batch.batch_size)]
         finally:
             envs.close()
         return fast, rounds
@@ -203,9 +206,8 @@ class MAMLRL(Algorithm):
         _, rounds, adv = self._sampled
         fast = [submodule_params(self.meta_params())] * batch.batch_size
         for step, (r, a) in enumerate(zip(rounds[:-1], adv[:-1])):
-            update = sgd(self.inner_lr * (self.later_steps_scale if step > 0 else 1.0))
             fast = [adapt(self.model, fast[i], r.observations[i].flatten(0, 1), pack_ratio(r.actions[i], a[i], r.log_probs[i]).flatten(0, 1),
-                          likelihood_ratio_loss, steps=1, update=update, memory=self.memory) for i in range(batch.batch_size)]
+                          likelihood_ratio_loss, steps=1, update=self.step_rule(step), memory=self.memory) for i in range(batch.batch_size)]
         last, a = rounds[-1], adv[-1]
         surrogate = torch.stack([clipped_loss(forward_with(self.model, fast[i], last.observations[i]),
                                               pack_ratio(last.actions[i], a[i], last.log_probs[i]), self.clip)
@@ -227,8 +229,7 @@ class MAMLRL(Algorithm):
             fresh = {k: v for k, v in self.new_policy().named_parameters()}
         curves = {self.role(): self.adaptation_curves(tasks, self.eval_inner_steps),
                   "random": self.adaptation_curves(tasks, self.eval_inner_steps, fresh)}
-        results = {name: [EvalResult("return", c["return"][:, k].double()) for k in range(c["return"].shape[1])]
-                   for name, c in curves.items()}
+        results = step_results(curves, "return")
         png = plot_adaptation(results, Path(f"maml-rl-{self.env}-{self.role().lower()}-adaptation.png"),
                               f"{self.env}: {episodes} held-out tasks")
         report = {
@@ -238,8 +239,7 @@ class MAMLRL(Algorithm):
             "adaptation_png": str(png),
         }
         if "success" in curves[self.role()]:  # Meta-World: the fraction of trajectories that reached the goal
-            success = {name: [EvalResult("success", c["success"][:, k].double()) for k in range(c["success"].shape[1])]
-                       for name, c in curves.items()}
+            success = step_results(curves, "success")
             report["success_by_steps"] = by_steps(success)
             report["success"] = "\n" + "\n".join(f"{name:>10}: " + "  ".join(f"{k} steps {100 * r.mean:5.1f} ± {100 * r.ci95:.1f} %"
                                                                               for k, r in enumerate(rs)) for name, rs in success.items())

@@ -1,11 +1,20 @@
-"""The MAML paper's meta-RL figure: average return against the number of gradient steps, one line per method; its
-figures as a JSON-ready table."""
+"""The MAML paper's meta-RL figure: average return against the number of gradient steps, one line per method; the
+figures after each number of steps as ``EvalResult``s and as a JSON-ready table."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
+from torch import Tensor
+
 from ..protocol import EvalResult
+
+
+def step_results(curves: dict[str, dict[str, Tensor]], metric: str) -> dict[str, list[EvalResult]]:
+    """Each method's ``metric`` after 0, 1, ... steps as ``EvalResult``s over tasks, from ``adaptation_curves`` outputs
+    ``{method: {metric: (B, steps + 1)}}``; methods without that metric are left out."""
+    return {name: [EvalResult(metric, c[metric][:, k].double()) for k in range(c[metric].shape[1])]
+            for name, c in curves.items() if metric in c}
 
 
 def by_steps(curves: dict[str, Sequence[EvalResult]]) -> dict[str, dict[str, dict[str, float]]]:
