@@ -63,6 +63,32 @@ def test_name_defaults_to_file_stem(tmp_path):
     assert cfg.name == "my-run" and cfg.algorithm == {"name": "protonet"}
 
 
+def test_base_config_keys_are_replaced_key_by_key(tmp_path):
+    write(tmp_path, 'name = "parent-run"\n[algorithm]\nname = "maml"\ninner_lr = 0.4\n[train]\nways = 20\nlr = 0.01\n', name="parent.toml")
+    cfg = load_config(write(tmp_path, 'base = "parent"\n[algorithm]\ninner_lr = 0.1\n[train]\nlr = 0.5\n', name="child.toml"))
+    assert cfg.name == "child"  # never inherited
+    assert cfg.algorithm == {"name": "maml", "inner_lr": 0.1}
+    assert (cfg.train.ways, cfg.train.lr) == (20, 0.5)
+
+
+def test_base_can_be_a_named_config(tmp_path):
+    child = load_config(write(tmp_path, 'base = "maml-omniglot-5w1s"\n[algorithm]\nfirst_order = true\n'))
+    parent = load_config("maml-omniglot-5w1s")
+    assert child.algorithm == {**parent.algorithm, "first_order": True}
+    assert child.train == parent.train and child.model == parent.model
+
+
+def test_base_errors_name_the_file_and_the_fix(tmp_path):
+    write(tmp_path, 'base = "b"\n', name="a.toml")
+    write(tmp_path, 'base = "a.toml"\n', name="b.toml")
+    with pytest.raises(ConfigError, match="loops back to itself"):
+        load_config(tmp_path / "a.toml")
+    with pytest.raises(ConfigError, match=r"c.toml: base = 'missing': no config file 'missing'"):
+        load_config(write(tmp_path, 'base = "missing"\n', name="c.toml"))
+    with pytest.raises(ConfigError, match="should be a config name or a TOML path"):
+        load_config(write(tmp_path, "base = 3\n", name="d.toml"))
+
+
 def test_override_validates():
     cfg = RunConfig()
     cfg.override("train", "ways", 20)

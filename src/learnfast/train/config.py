@@ -206,19 +206,49 @@ def hint_name(hint: Any) -> str:
 
 
 def load_config(name_or_path: str | Path) -> RunConfig:
-    """Loads a TOML config by path, or by name from the package's ``configs/`` folder."""
-    path = Path(name_or_path)
-    if not path.is_file():
-        candidate = CONFIG_DIR / f"{name_or_path}.toml"
-        if not candidate.is_file():
-            raise ConfigError(f"no config file {str(name_or_path)!r} and no named config; named configs: {', '.join(list_configs())}")
-        path = candidate
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err})") from err
+    """Loads a TOML config by path, or by name from the package's ``configs/`` folder.
+
+    A config may start from another with ``base = "NAME"`` (a TOML path, taken relative to the
+    file's own folder, or a named config): the base's tables are read first and each key the
+    file sets replaces the base's value; the run's ``name`` is never inherited."""
+    path = _config_path(name_or_path, None)
+    raw = _read_with_bases(path, ())
     raw.setdefault("name", path.stem)
     return RunConfig.from_dict(raw, source=str(path))
+
+
+def _config_path(name_or_path: str | Path, folder: Path | None) -> Path:
+    nearby = [folder / str(name_or_path), folder / f"{name_or_path}.toml"] if folder else []
+    for candidate in nearby + [Path(name_or_path), CONFIG_DIR / f"{name_or_path}.toml"]:
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"no config file {str(name_or_path)!r} and no named config; named configs: {', '.join(list_configs())}")
+
+
+def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """The raw tables of ``path`` on top of those of its ``base`` chain (a cycle is an error)."""
+    if path.resolve() in chain:
+        raise ConfigError(f"{path}: `base` chain loops back to itself: {' -> '.join(str(p) for p in chain + (path.resolve(),))}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from err
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base = {base!r} should be a config name or a TOML path (a string)")
+    try:
+        merged = _read_with_bases(_config_path(base, path.parent), chain + (path.resolve(),))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: base = {base!r}: {err}") from err
+    merged.pop("name", None)
+    for key, value in raw.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
 
 
 def list_configs() -> list[str]:
