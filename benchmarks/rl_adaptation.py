@@ -3,7 +3,9 @@
 Every checkpoint (MAML, pretrained, oracle; ``learnfast train maml-rl-*``) adapts on the same fixed,
 seeded held-out tasks (``[eval] episodes`` and ``seed`` of the first checkpoint's config, test part),
 beside a randomly initialised policy; prints mean ± 95% CI per number of steps, writes the PNG and,
-with ``--json``, the figures.
+with ``--json``, the figures. With ``--cache DIR`` each method's per-task curves are kept in DIR, keyed
+by the checkpoint's bytes, the tasks and the test steps, so the methods of one figure can be evaluated
+in separate runs (at different times or in parallel) and a rerun computes only what is new.
 
     python benchmarks/rl_adaptation.py zoo/maml-rl-nav2d.safetensors zoo/maml-rl-nav2d-pretrained.safetensors \
         zoo/maml-rl-nav2d-oracle.safetensors --png docs/meta-rl-nav2d.png --threads 1
@@ -11,12 +13,15 @@ with ``--json``, the figures.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+from pathlib import Path
+from typing import Callable
 
 import torch
 
 from learnfast.algorithms.maml_rl import RANDOM_INIT_SEED
-from learnfast.protocol import fixed_episodes
+from learnfast.protocol import EvalResult, fixed_episodes
 from learnfast.rl.plot import by_steps, plot_adaptation, step_results
 from learnfast.train.restore import evaluation_seed, evaluation_source, restore
 
@@ -31,6 +36,7 @@ def main() -> None:
     parser.add_argument("--png", default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--cache", default=None, help="folder of per-method curves reused across runs (see above)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     restored = [restore(path) for path in args.checkpoints]
@@ -46,13 +52,14 @@ def main() -> None:
     episodes = args.episodes or first.config.eval.episodes
     seed = evaluation_seed(first.config, "test")
     tasks = next(fixed_episodes(evaluation_source(first.config, "test"), episodes, seed, episodes))
-    curves = {r.algorithm.role(): r.algorithm.adaptation_curves(tasks, args.steps) for r in restored}
-    plain = next((r.algorithm for r in restored if not r.algorithm.oracle), None)  # the random policy takes its shape
-    if plain is not None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_INIT_SEED)
-            fresh = dict(plain.new_policy().named_parameters())
-        curves["random"] = plain.adaptation_curves(tasks, args.steps, fresh)
+    settings = f"{family} {episodes} {seed} {args.steps}"
+    curves = {r.algorithm.role(): cached(args.cache, f"{digest(path)} {r.algorithm.later_steps_scale} {settings}",
+                                         lambda r=r: r.algorithm.adaptation_curves(tasks, args.steps))
+              for path, r in zip(args.checkpoints, restored)}
+    plain = next(((path, r.algorithm) for path, r in zip(args.checkpoints, restored) if not r.algorithm.oracle), None)
+    if plain is not None:  # the random policy takes the shape and test steps of the first non-oracle checkpoint
+        curves["random"] = cached(args.cache, f"random {digest(plain[0])} {plain[1].later_steps_scale} {settings}",
+                                  lambda: random_curves(plain[1], tasks, args.steps))
     results = step_results(curves, "return")
     report = {"family": family, "tasks": episodes, "seed": seed, "checkpoints": args.checkpoints,
               "later_steps_scale": {r.algorithm.role(): r.algorithm.later_steps_scale for r in restored},
@@ -63,6 +70,8 @@ def main() -> None:
     if "pretrained" in results and "MAML" in results:
         m1, p3 = results["MAML"][1], results["pretrained"][args.steps]
         report["maml_1_step_beats_pretrained_last_step"] = m1.mean - m1.ci95 > p3.mean + p3.ci95
+        paired = EvalResult("return", (curves["MAML"]["return"][:, 1] - curves["pretrained"]["return"][:, args.steps]).double())
+        report["maml_1_step_minus_pretrained_last_step"] = {"mean": paired.mean, "ci95": paired.ci95}  # same tasks
     if args.png:
         report["png"] = str(plot_adaptation(results, args.png, f"{family}: {episodes} held-out tasks"))
     if args.json:
@@ -76,7 +85,36 @@ def main() -> None:
     for name, rs in success.items():
         print(f"| {name}, success rate | " + " | ".join(f"{100 * r.mean:.1f} ± {100 * r.ci95:.1f} %" for r in rs) + " |")
     if "maml_1_step_beats_pretrained_last_step" in report:
-        print(f"MAML after 1 step beats pretrained after {args.steps} with non-overlapping CIs: {report['maml_1_step_beats_pretrained_last_step']}")
+        print(f"MAML after 1 step beats pretrained after {args.steps} with non-overlapping CIs: {report['maml_1_step_beats_pretrained_last_step']}"
+              f" (paired difference on the same tasks: {paired.mean:.2f} ± {paired.ci95:.2f})")
+
+
+def random_curves(algorithm, tasks, steps: int) -> dict[str, torch.Tensor]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        fresh = dict(algorithm.new_policy().named_parameters())
+    return algorithm.adaptation_curves(tasks, steps, fresh)
+
+
+def digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def cached(folder: str | None, key: str, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """``compute()``, or its earlier result stored in ``folder`` under ``key``."""
+    if folder is None:
+        return compute()
+    from safetensors.torch import load_file, save_file
+
+    path = Path(folder) / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
+    if path.is_file():
+        return load_file(path)
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    save_file({k: v.detach().contiguous() for k, v in result.items()}, partial, metadata={"key": key})
+    partial.replace(path)
+    return result
 
 
 if __name__ == "__main__":
