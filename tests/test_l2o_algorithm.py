@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from learnfast.algorithms import ALGORITHMS, L2O
-from learnfast.optim import QuadraticProblems
+from learnfast.optim import LearnedOptimizer, MomentumLSTM, QuadraticProblems
 from learnfast.tasks import task_at
 from learnfast.train.build import build_algorithm, build_source, metric_name
 from learnfast.train.checkpoint import load_checkpoint
@@ -19,7 +19,8 @@ def problems(count=3, seed=0):
 
 def tiny(rule="lstm", seed=0, inner_steps=6, unroll=3):
     torch.manual_seed(seed)
-    return L2O("quadratic", rule=rule, inner_steps=inner_steps, unroll=unroll)
+    rate = {"momentum-lstm": {"initial_rate": 0.01}}.get(rule, {})
+    return L2O("quadratic", rule=rule, inner_steps=inner_steps, unroll=unroll, **rate)
 
 
 def test_registered_and_built_from_its_configs():
@@ -31,10 +32,12 @@ def test_registered_and_built_from_its_configs():
         assert set(algorithm.meta_params()) == {k for k, _ in algorithm.named_parameters()}  # the optimizee's weights are not among them
 
 
-@pytest.mark.parametrize("rule", ["lstm", "rates"])
+@pytest.mark.parametrize("rule", ["lstm", "momentum-lstm", "rates"])
 def test_contract_on_problems(rule):
     """tests/test_contract.py's checks, on optimization problems instead of few-shot tasks."""
     algorithm = tiny(rule)
+    if rule == "momentum-lstm":  # its head starts at zero (plain Nesterov), which leaves the LSTM no gradient yet
+        torch.nn.init.normal_(algorithm.network.head.weight, std=0.1)
     batch = problems()
     before = copy.deepcopy(algorithm.state_dict())
     out = algorithm.meta_loss(batch)
@@ -45,7 +48,8 @@ def test_contract_on_problems(rule):
     algorithm.eval()
     first = algorithm(batch)
     assert first.shape == (3, 1) and torch.equal(first, algorithm(batch))  # no state between calls
-    assert torch.equal(first, tiny(rule)(batch))  # same seed, same output
+    if rule != "momentum-lstm":
+        assert torch.equal(first, tiny(rule)(batch))  # same seed, same output
     assert all(torch.equal(before[k], v) for k, v in algorithm.state_dict().items())
     with pytest.raises(ValueError, match="leading task dimension"):
         algorithm(task_at(batch, 0))
@@ -69,8 +73,12 @@ def test_meta_training_lowers_the_final_loss_on_held_out_problems():
 
 
 def test_bad_settings_are_clear_errors():
-    with pytest.raises(ValueError, match="initial_rate is a setting of the other rule"):
+    with pytest.raises(ValueError, match=r"initial_rate is not a setting of rule='lstm' \(its settings: lstm_hidden"):
         L2O("quadratic", initial_rate=0.1)
+    with pytest.raises(ValueError, match="output_scale is not a setting of rule='momentum-lstm'"):
+        L2O("quadratic", rule="momentum-lstm", initial_rate=0.1, output_scale=0.5)
+    with pytest.raises(ValueError, match='rule="momentum-lstm" needs initial_rate: the SGD\\+Nesterov rate tuned'):
+        L2O("quadratic", rule="momentum-lstm")
     with pytest.raises(ValueError, match="the quadratic optimizee has no activation"):
         L2O("quadratic", activation="relu")
     with pytest.raises(ValueError, match="unknown rule"):
@@ -119,3 +127,15 @@ def test_eval_report_compares_with_tuned_baselines(tmp_path, monkeypatch):
         assert row in table
     assert set(report["beats_tuned_adam"]) == {"10 steps", "20 steps"}
     assert (tmp_path / report["curves_png"]).stat().st_size > 1000
+
+
+def test_a_trained_momentum_lstm_loads_into_learned_optimizer(tmp_path):
+    cfg = quadratic_cfg(4)
+    cfg.algorithm.update(rule="momentum-lstm", initial_rate=0.01)
+    trainer = Trainer(cfg, tmp_path / "m", progress=False)
+    trainer.fit()
+    opt = LearnedOptimizer(torch.nn.Linear(3, 1).parameters(), tmp_path / "m" / "last.safetensors")
+    assert isinstance(opt.network, MomentumLSTM)
+    trained = trainer.algorithm.network.state_dict()
+    assert trained["log_rate"] != torch.log(torch.tensor(0.01))  # meta-training moved the rate
+    assert all(torch.equal(v, trained[k]) for k, v in opt.network.state_dict().items())

@@ -7,7 +7,7 @@ from torch.func import functional_call, grad
 
 from learnfast.functional import preprocess_gradient
 from learnfast.inner import sgd
-from learnfast.optim import (LSTMOptimizer, MNIST1DProblems, Optimizee, Quadratic, QuadraticProblems, learned_rule, meta_gradient,
+from learnfast.optim import (LSTMOptimizer, MNIST1DProblems, MomentumLSTM, Optimizee, Quadratic, QuadraticProblems, learned_rule, meta_gradient,
                              nesterov, problem_task, quadratic_optimizee, rmsprop, run)
 from learnfast.optim.quadratic import squared_error
 
@@ -20,19 +20,44 @@ def test_preprocessing_values():
     torch.testing.assert_close(preprocess_gradient(g, p), expected)
 
 
-def test_lstm_is_permutation_equivariant_over_coordinates():
+def random_head(net):
+    """A momentum LSTM whose head is no longer zero, so that its output depends on the LSTM."""
+    torch.nn.init.normal_(net.head.weight, std=0.3)
+    return net
+
+
+@pytest.mark.parametrize("make", [LSTMOptimizer, lambda: random_head(MomentumLSTM(0.1))], ids=["lstm", "momentum-lstm"])
+def test_lstm_is_permutation_equivariant_over_coordinates(make):
     torch.manual_seed(0)
-    net = LSTMOptimizer().double()
+    net = make().double()
     grads = torch.randn(50, dtype=torch.float64) * torch.logspace(-6, 1, 50, dtype=torch.float64)
     state = net.initial_state(50, grads)
     for _ in range(3):  # a non-zero state too
         out, state = net(grads, state)
     perm = torch.randperm(50)
-    out_perm, state_perm = net(grads[perm], type(state)(state.hidden[:, perm], state.cell[:, perm]))
+    out_perm, state_perm = net(grads[perm], type(state)(*(t[..., perm, :] for t in state)))  # coordinates: dim -2
     out, next_state = net(grads, state)
     torch.testing.assert_close(out_perm, out[perm])
-    torch.testing.assert_close(state_perm.hidden, next_state.hidden[:, perm])
-    torch.testing.assert_close(state_perm.cell, next_state.cell[:, perm])
+    for permuted, plain in zip(state_perm, next_state):
+        torch.testing.assert_close(permuted, plain[..., perm, :])
+
+
+def test_momentum_lstm_starts_as_tuned_nesterov():
+    """Before meta-training (head at zero) the rule is torch.optim.SGD(lr, momentum=0.9, nesterov=True)."""
+    torch.manual_seed(0)
+    target = torch.randn(5, dtype=torch.float64)
+    w = torch.zeros(5, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=0.05, momentum=0.9, nesterov=True)
+    rule = learned_rule(MomentumLSTM(0.05).double())
+    params = {"w": torch.zeros(5, dtype=torch.float64)}
+    state = rule.init(params)
+    for step in range(6):
+        opt.zero_grad()
+        ((w - target) ** 3).sum().backward()
+        opt.step()
+        params, state = rule.update({"w": 3 * (params["w"] - target) ** 2}, state, params, step)
+    # the learned log-rate and momentum are stored in float32 (exp(log 0.05) = 0.05 to 1e-7 relative)
+    torch.testing.assert_close(params["w"].detach(), w.detach(), rtol=1e-5, atol=0)
 
 
 def test_learned_rule_splits_coordinates_back_to_their_parameters():
@@ -71,9 +96,10 @@ def test_hand_rules_equal_torch_optim(factory, reference):
 DIM, STEPS = 3, 4
 
 
-def tiny_case():
+def tiny_case(rule="lstm"):
     torch.manual_seed(1)
-    net = LSTMOptimizer(hidden=3, output_scale=0.3).double()
+    net = LSTMOptimizer(hidden=3, output_scale=0.3) if rule == "lstm" else random_head(MomentumLSTM(0.02, hidden=3))
+    net = net.double()
     optimizee = Optimizee(Quadratic(DIM), squared_error, batch_size=None, expects=(DIM,), name="quadratic")
     g = torch.Generator().manual_seed(2)
     problems = problem_task(torch.randn(2, DIM, DIM, generator=g, dtype=torch.float64),
@@ -122,11 +148,12 @@ def frozen_run(net, optimizee, problems):
     return out
 
 
-@pytest.mark.parametrize("unroll, second_order", [(STEPS, True), (2, False),
-                                                  pytest.param(STEPS, False, marks=pytest.mark.slow),
-                                                  pytest.param(2, True, marks=pytest.mark.slow)])
-def test_meta_gradient_matches_finite_differences(unroll, second_order):
-    net, optimizee, problems = tiny_case()
+@pytest.mark.parametrize("rule, unroll, second_order", [("lstm", STEPS, True), ("lstm", 2, False), ("momentum-lstm", 2, False),
+                                                        pytest.param("lstm", STEPS, False, marks=pytest.mark.slow),
+                                                        pytest.param("lstm", 2, True, marks=pytest.mark.slow),
+                                                        pytest.param("momentum-lstm", STEPS, True, marks=pytest.mark.slow)])
+def test_meta_gradient_matches_finite_differences(rule, unroll, second_order):
+    net, optimizee, problems = tiny_case(rule)
     meta_params = dict(net.named_parameters())
     result = meta_gradient(optimizee, problems, learned_rule(net), meta_params, STEPS, unroll, second_order)
     frozen = frozen_run(net, optimizee, problems)

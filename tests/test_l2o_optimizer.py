@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT
-from learnfast.optim import LearnedOptimizer, LSTMOptimizer, load_lstm_optimizer
+from learnfast.optim import LearnedOptimizer, LSTMOptimizer, MomentumLSTM, load_lstm_optimizer
 from learnfast.optim.checkpoint import FORMAT
 from learnfast.train import checkpoint as train_checkpoint
 
@@ -38,15 +38,17 @@ def test_trains_an_ordinary_module_in_an_ordinary_loop(name):
     assert losses[-1] < 0.2 * losses[0], (losses[0], losses[-1])
 
 
-def test_state_dict_round_trip_and_resume_give_the_same_next_step():
+@pytest.mark.parametrize("make, fields", [(LSTMOptimizer, {"hidden", "cell"}),
+                                          (lambda: MomentumLSTM(0.01), {"hidden", "cell", "velocity"})], ids=["lstm", "momentum-lstm"])
+def test_state_dict_round_trip_and_resume_give_the_same_next_step(make, fields):
     torch.manual_seed(0)
-    net = LSTMOptimizer()
+    net = make()
     model = torch.nn.Linear(10, 1)
     x, y = regression(1)
     opt = LearnedOptimizer([{"params": [model.weight]}, {"params": [model.bias], "scale": 0.5}], net)
     train(model, opt, x, y, 5)
     saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
-    assert set(saved_opt["state"][0]) == {"step", "hidden", "cell"} and saved_opt["state"][0]["hidden"].shape == (2, 10, 20)
+    assert set(saved_opt["state"][0]) == {"step"} | fields and saved_opt["state"][0]["hidden"].shape == (2, 10, 20)
     train(model, opt, x, y, 2)  # the uninterrupted run
 
     resumed = torch.nn.Linear(10, 1)

@@ -22,11 +22,13 @@ from ..tasks import Task, check_batch
 from ..optim.compare import beats, compare, plot, table
 from ..optim.families import build_optimizee
 from ..optim.lstm import HIDDEN, OUTPUT_SCALE, P, LSTMOptimizer, learned_rule
+from ..optim.momentum_lstm import MomentumLSTM
 from ..optim.rates import CoordinateRates
 from ..optim.unroll import meta_gradient, run
 from .base import Algorithm, MetaOutput
 
-RULES = ("lstm", "rates")
+RULES = ("lstm", "momentum-lstm", "rates")
+NAMES = {"lstm": "LSTM (learned)", "momentum-lstm": "momentum LSTM (learned)", "rates": "rates (learned)"}
 TRUNCATIONS = ("all", "one")
 TUNING_PROBLEMS, TUNING_SEED = 32, 271828  # baselines are tuned on these training problems
 GENERALISATION = {"wider MLP (40 units)": {"hidden": (40,)}, "deeper MLP (20-20)": {"hidden": (20, 20)},
@@ -41,11 +43,13 @@ class L2O(Algorithm):
         optimizee_hidden: the MLP's hidden sizes (default ``[20]``); MLP only.
         activation: the MLP's ``"sigmoid"`` (default) or ``"relu"``; MLP only.
         batch_size: the MLP's mini-batch (default 128); MLP only.
-        rule: ``"lstm"`` (the paper's optimizer) or ``"rates"`` (a learned SGD rate per coordinate,
-            the learned-scalar baseline).
-        lstm_hidden, preprocess_p, output_scale: the LSTM's units (20), preprocessing constant
-            (10) and output scale (0.1); ``"lstm"`` only.
-        initial_rate: the rates' starting value; ``"rates"`` only (default 0.01).
+        rule: ``"lstm"`` (the paper's optimizer), ``"momentum-lstm"`` (an LSTM that sets each
+            coordinate's step size of Nesterov momentum, :class:`learnfast.optim.MomentumLSTM`) or
+            ``"rates"`` (a learned SGD rate per coordinate, the learned-scalar baseline).
+        lstm_hidden, preprocess_p: the LSTM's units (20) and preprocessing constant (10); LSTM rules only.
+        output_scale: the paper's LSTM's output scale (0.1); ``"lstm"`` only.
+        initial_rate: the starting rate of ``"rates"`` (default 0.01) and of ``"momentum-lstm"`` (required:
+            the SGD+Nesterov rate tuned on the family's training problems).
         inner_steps: optimizee steps of a meta-training run (the paper: 100).
         eval_inner_steps: steps of ``forward`` in eval mode (default: ``inner_steps``).
         unroll: steps per truncation of the back-propagation (the paper: 20).
@@ -95,11 +99,13 @@ class L2O(Algorithm):
             raise ValueError(f"unknown truncations {truncations!r}; choose one of {TRUNCATIONS}")
         if inner_steps < 1 or unroll < 1 or (eval_inner_steps is not None and eval_inner_steps < 0):
             raise ValueError(f"inner_steps and unroll must be >= 1 and eval_inner_steps >= 0; got {inner_steps}, {unroll}, {eval_inner_steps}")
-        lstm_args = {"lstm_hidden": lstm_hidden, "preprocess_p": preprocess_p, "output_scale": output_scale}
-        misplaced = [k for k, v in ({**lstm_args} if rule == "rates" else {"initial_rate": initial_rate}).items() if v is not None]
+        given = {"lstm_hidden": lstm_hidden, "preprocess_p": preprocess_p, "output_scale": output_scale, "initial_rate": initial_rate}
+        allowed = {"lstm": ("lstm_hidden", "preprocess_p", "output_scale"), "rates": ("initial_rate",),
+                   "momentum-lstm": ("lstm_hidden", "preprocess_p", "initial_rate")}[rule]
+        misplaced = [k for k, v in given.items() if v is not None and k not in allowed]
         if misplaced:
-            raise ValueError(f"{', '.join(misplaced)} {'is a setting' if len(misplaced) == 1 else 'are settings'} of the other rule "
-                             f"than rule={rule!r}; drop {' and '.join(misplaced)}")
+            raise ValueError(f"{', '.join(misplaced)} {'is not a setting' if len(misplaced) == 1 else 'are not settings'} of "
+                             f"rule={rule!r} (its settings: {', '.join(allowed)}); drop {' and '.join(misplaced)}")
         self.optimizee_name = optimizee
         self.optimizee_args = {"hidden": optimizee_hidden, "activation": activation, "batch_size": batch_size}
         self.optimizee = build_optimizee(optimizee, **self.optimizee_args)  # a plain object: its weights are no meta-parameters
@@ -107,12 +113,17 @@ class L2O(Algorithm):
         self.inner_steps, self.eval_inner_steps = inner_steps, inner_steps if eval_inner_steps is None else eval_inner_steps
         if rule == "lstm":
             self.network = LSTMOptimizer(lstm_hidden or HIDDEN, p=preprocess_p or P, output_scale=output_scale or OUTPUT_SCALE)
+        elif rule == "momentum-lstm":
+            if initial_rate is None:
+                raise ValueError('rule="momentum-lstm" needs initial_rate: the SGD+Nesterov rate tuned on the family\'s training '
+                                 'problems (the "lr" column of `learnfast eval` of any l2o checkpoint of the family)')
+            self.network = MomentumLSTM(initial_rate, lstm_hidden or HIDDEN, p=preprocess_p or P)
         else:
             self.network = CoordinateRates(self.optimizee.model, 0.01 if initial_rate is None else initial_rate)
 
     def rule(self) -> InnerOptimizer:
         """The current update rule as an ``(init, update)`` pair (differentiable w.r.t. the network)."""
-        return learned_rule(self.network) if self.rule_name == "lstm" else self.network.rule()
+        return self.network.rule() if self.rule_name == "rates" else learned_rule(self.network)
 
     def forward(self, batch: Task, inner_steps: int | None = None) -> Tensor:
         """Each problem's loss on all its examples after ``inner_steps`` steps of the learned rule: ``(B, 1)``."""
@@ -144,7 +155,7 @@ class L2O(Algorithm):
         steps, horizon = 2 * self.inner_steps, self.inner_steps
         problems = next(fixed_episodes(source, episodes, seed, episodes))
         tuning = next(fixed_episodes(source.for_part("train"), TUNING_PROBLEMS, TUNING_SEED, TUNING_PROBLEMS))
-        name = "LSTM (learned)" if self.rule_name == "lstm" else "rates (learned)"
+        name = NAMES[self.rule_name]
         with torch.no_grad():
             curves = compare(self.optimizee, self.rule(), name, problems, tuning, steps, horizon)
         png = plot(curves, Path(f"l2o-{self.optimizee_name}-{self.rule_name}-curves.png"),
@@ -160,13 +171,13 @@ class L2O(Algorithm):
 
     def _generalisation(self, problems: Task, tuning: Task, steps: int, horizon: int) -> str:
         """The comparison table again for optimizees the rule never trained on (Andrychowicz et al. 2016, fig. 5)."""
-        if self.rule_name != "lstm":
+        if self.rule_name == "rates":
             return "(per-coordinate rates are shaped like the training optimizee: they do not transfer)"
         parts = []
         for title, change in GENERALISATION.items():
             optimizee = build_optimizee("mlp", **{**self.optimizee_args, **change})
             with torch.no_grad():
-                curves = compare(optimizee, self.rule(), "LSTM (learned)", problems, tuning, steps, horizon)
+                curves = compare(optimizee, self.rule(), NAMES[self.rule_name], problems, tuning, steps, horizon)
             parts.append(f"{title}:\n{table(curves, (horizon, steps))}")
         return "\n" + "\n\n".join(parts)
 

@@ -64,14 +64,18 @@ class LSTMOptimizer(nn.Module):
 
     def forward(self, grads: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         """``grads (N,)`` (any shape is flattened), ``state`` of N coordinates -> ``updates (N,)``, next state."""
-        x = preprocess_gradient(grads.reshape(-1), self.p)  # (N, 2)
+        h, state = self.recur(preprocess_gradient(grads.reshape(-1), self.p), state)  # inputs (N, 2)
+        return self.output_scale * self.head(h).squeeze(-1), state
+
+    def recur(self, x: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
+        """The stacked LSTM cells on inputs ``x (N, features)``: the last layer's output ``(N, hidden)``, next state."""
         hidden, cell = [], []
         for layer, lstm in enumerate(self.cells):
             h, c = lstm(x, (state.hidden[layer], state.cell[layer]))  # (N, hidden) each
             hidden.append(h)
             cell.append(c)
             x = h
-        return self.output_scale * self.head(x).squeeze(-1), LSTMState(torch.stack(hidden), torch.stack(cell))
+        return x, LSTMState(torch.stack(hidden), torch.stack(cell))
 
 
 def learned_rule(network: LSTMOptimizer) -> InnerOptimizer:

@@ -14,20 +14,22 @@ import torch
 from torch import Tensor
 
 from .checkpoint import load_lstm_optimizer
-from .lstm import LSTMOptimizer, LSTMState
+from .lstm import LSTMOptimizer
 
 
 class LearnedOptimizer(torch.optim.Optimizer):
     """Updates each parameter by a trained coordinate-wise LSTM: ``p += scale * lstm(grad)``.
 
     Every coordinate keeps its own LSTM state (``state[p]["hidden"]``, ``state[p]["cell"]``,
-    ``(layers, p.numel(), units)``), so ``state_dict`` / ``load_state_dict`` resume a run exactly.
+    ``(layers, p.numel(), units)``, and for a ``momentum-lstm`` rule its ``velocity``), so
+    ``state_dict`` / ``load_state_dict`` resume a run exactly.
     All parameters with a gradient go through the network in one call per step.
 
     Args:
         params: parameters or parameter groups, as for any ``torch.optim`` optimizer.
         checkpoint: a learned-optimizer checkpoint (``zoo/l2o-quadratic.safetensors``,
-            ``zoo/l2o-mlp.safetensors``, a run's ``best.safetensors``) or an :class:`LSTMOptimizer`.
+            ``zoo/l2o-mlp.safetensors``, a run's ``best.safetensors``) or an :class:`LSTMOptimizer`
+            (:class:`MomentumLSTM` included).
         scale: multiplies the learned update (a group option; 1 is the rule as trained).
 
     Raises:
@@ -67,14 +69,14 @@ class LearnedOptimizer(torch.optim.Optimizer):
         for p, _ in entries:
             state = self.state[p]
             if not state:
-                zero = network.initial_state(p.numel(), p)
-                state.update(step=0, hidden=zero.hidden, cell=zero.cell)
+                state.update(step=0, **network.initial_state(p.numel(), p)._asdict())
             states.append(state)
-        grads = torch.cat([p.grad.reshape(-1) for p, _ in entries])
-        updates, new = network(grads, LSTMState(torch.cat([s["hidden"] for s in states], 1), torch.cat([s["cell"] for s in states], 1)))
+        kind = type(network.initial_state(0, entries[0][0]))  # a NamedTuple; every field has the coordinates on dim -2
+        joint = kind(*(torch.cat([s[f] for s in states], -2) for f in kind._fields))
+        updates, new = network(torch.cat([p.grad.reshape(-1) for p, _ in entries]), joint)
         sizes = [p.numel() for p, _ in entries]
-        for (p, scale), state, update, hidden, cell in zip(entries, states, updates.split(sizes), new.hidden.split(sizes, 1),
-                                                            new.cell.split(sizes, 1)):
+        pieces = [t.split(sizes, -2) for t in new]
+        for i, ((p, scale), state, update) in enumerate(zip(entries, states, updates.split(sizes))):
             p.add_(update.view_as(p), alpha=scale)
-            state.update(step=state["step"] + 1, hidden=hidden.clone(), cell=cell.clone())
+            state.update(step=state["step"] + 1, **{f: piece[i].clone() for f, piece in zip(kind._fields, pieces)})
         return loss
