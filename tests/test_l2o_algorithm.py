@@ -117,13 +117,14 @@ def test_trainer_runs_it_and_a_resumed_run_is_bitwise_identical(tmp_path):
     assert best.meta["metric"] == "final_loss" and set(best.weights) == set(weights)
 
 
-def test_eval_report_compares_with_tuned_baselines(tmp_path, monkeypatch):
+@pytest.mark.parametrize("rule, name", [("lstm", "LSTM (learned)"), ("momentum-lstm", "momentum LSTM (learned)")])
+def test_eval_report_compares_with_tuned_baselines(tmp_path, monkeypatch, rule, name):
     monkeypatch.chdir(tmp_path)
-    algorithm = tiny("lstm", inner_steps=10).eval()
+    algorithm = tiny(rule, inner_steps=10).eval()
     source = build_source(load_config("l2o-quadratic"), "test", 5, 1, 1)
     report = algorithm.extra_report(source, episodes=6, seed=0)
     table = report["comparison"]
-    for row in ("LSTM (learned)", "SGD", "SGD+Nesterov", "RMSprop", "Adam", "loss @ 10 steps", "loss @ 20 steps"):
+    for row in (name, "SGD", "SGD+Nesterov", "RMSprop", "Adam", "loss @ 10 steps", "loss @ 20 steps"):
         assert row in table
     assert set(report["beats_tuned_adam"]) == {"10 steps", "20 steps"}
     assert (tmp_path / report["curves_png"]).stat().st_size > 1000
