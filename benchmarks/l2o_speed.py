@@ -4,7 +4,8 @@ Rows, each the median of ``--rounds`` timings in one process:
 
 ``step ratio``      seconds per training step (forward, backward, optimizer step) with ``LearnedOptimizer``
                     over the same with ``torch.optim.Adam``, on the MNIST-1D optimizee (40-20-10 sigmoid MLP,
-                    1030 parameters, batch 128) and on a wider one (40-256-256-10, 78k parameters)
+                    1030 parameters, batch 128) and on a wider one (40-256-256-10, 78k parameters), for the
+                    paper's LSTM and for the momentum LSTM (``rule = "momentum-lstm"``)
 ``meta-iteration``  seconds per trainer iteration of ``l2o-quadratic`` and ``l2o-mlp`` (``meta_loss`` and
                     its backward: one 100-step run of the config's meta-batch, all five truncations, and
                     with ``truncations = "one"``)
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from learnfast.models.mlp import MLP
-from learnfast.optim import LearnedOptimizer, LSTMOptimizer
+from learnfast.optim import LearnedOptimizer, LSTMOptimizer, MomentumLSTM
 from learnfast.train.build import build_algorithm, build_source
 from learnfast.train.config import load_config
 
@@ -51,8 +52,10 @@ def step_ratio(hidden: tuple[int, ...], rounds: int) -> dict[str, float]:
     x, y = torch.randn(128, 40, generator=g), torch.randint(0, 10, (128,), generator=g)
     model = MLP(40, hidden, 10, "sigmoid")
     learned = median_seconds(step_seconds(model, LearnedOptimizer(model.parameters(), LSTMOptimizer()), x, y), rounds) / 20
+    momentum = median_seconds(step_seconds(model, LearnedOptimizer(model.parameters(), MomentumLSTM(1e-3)), x, y), rounds) / 20
     adam = median_seconds(step_seconds(model, torch.optim.Adam(model.parameters(), lr=1e-3), x, y), rounds) / 20
-    return {"parameters": sum(p.numel() for p in model.parameters()), "learned_s": learned, "adam_s": adam, "ratio": learned / adam}
+    return {"parameters": sum(p.numel() for p in model.parameters()), "learned_s": learned, "momentum_learned_s": momentum,
+            "adam_s": adam, "ratio": learned / adam, "momentum_ratio": momentum / adam}
 
 
 def meta_iteration(config: str, truncations: str, rounds: int) -> float:
