@@ -82,8 +82,8 @@ def learned_rule(network: LSTMOptimizer) -> InnerOptimizer:
     """The LSTM optimizer as an ``(init, update)`` rule of ``learnfast.inner``: ``theta + network(grad)``.
 
     All parameters of the dict (any leading batch dimensions included) go through the network as
-    one vector of coordinates; the state is an :class:`LSTMState` over that vector. Usable by
-    ``learnfast.adapt`` as the inner loop of a MAML-style method.
+    one vector of coordinates; the state is the network's (:class:`LSTMState`, or the momentum
+    LSTM's) over that vector. Usable by ``learnfast.adapt`` as the inner loop of a MAML-style method.
 
     Example:
         >>> rule = learned_rule(LSTMOptimizer())
