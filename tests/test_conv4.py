@@ -67,5 +67,8 @@ def test_shapes(model, shape):
 def test_every_zoo_checkpoint_loads_strictly(path):
     """ReLU and max-pool hold no weights, so reordering them leaves every stored key where it was."""
     ckpt = load_checkpoint(path)
-    algorithm = build_algorithm(RunConfig.from_dict(ckpt.meta["config"], source=str(path)))
+    try:
+        algorithm = build_algorithm(RunConfig.from_dict(ckpt.meta["config"], source=str(path)))
+    except ImportError as err:  # a task family of an optional extra (HalfCheetah: learnfast[rl]) that is not installed
+        pytest.skip(str(err))
     algorithm.load_state_dict(ckpt.weights)  # strict: a missing or unexpected key raises
