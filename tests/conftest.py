@@ -21,6 +21,16 @@ def omniglot_root() -> Path:
     return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
 
 
+def skip_without_simulators(dataset: str) -> None:
+    """Skips the test where ``dataset`` is a meta-RL family whose simulator packages (the learnfast[rl]
+    extra: gymnasium, mujoco, metaworld) are not installed, as in CI's core install."""
+    from learnfast.rl import RL_DATASETS, task_family
+
+    if dataset in RL_DATASETS:
+        for module in task_family(dataset).requires:
+            pytest.importorskip(module)
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = omniglot_root()

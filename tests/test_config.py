@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from learnfast.algorithms import ALGORITHMS
-from learnfast.rl import RL_DATASETS, task_family
+from learnfast.rl import RL_DATASETS
 from learnfast.train.build import build_algorithm, metric_name
 from learnfast.train.config import ConfigError, RunConfig, list_configs, load_config
+from conftest import skip_without_simulators
 
 
 def write(tmp_path, text, name="cfg.toml"):
@@ -116,9 +117,7 @@ def test_named_configs_exist():
 def test_every_named_config_loads_and_builds(name):
     cfg = load_config(name)
     assert cfg.name == name
-    if cfg.data.dataset in RL_DATASETS:  # the MuJoCo families need the learnfast[rl] extra
-        for module in task_family(cfg.data.dataset).requires:
-            pytest.importorskip(module)
+    skip_without_simulators(cfg.data.dataset)
     algorithm = build_algorithm(cfg)
     assert isinstance(algorithm, ALGORITHMS[cfg.algorithm["name"]])
     assert metric_name(cfg) == {"sinusoid": "mse", "movielens-100k": "mse", "quadratic": "final_loss", "mnist1d": "final_loss",

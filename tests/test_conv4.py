@@ -10,6 +10,7 @@ from learnfast.models.conv4 import conv_block
 from learnfast.train.build import build_algorithm
 from learnfast.train.checkpoint import load_checkpoint
 from learnfast.train.config import RunConfig
+from conftest import skip_without_simulators
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"
 
@@ -67,8 +68,7 @@ def test_shapes(model, shape):
 def test_every_zoo_checkpoint_loads_strictly(path):
     """ReLU and max-pool hold no weights, so reordering them leaves every stored key where it was."""
     ckpt = load_checkpoint(path)
-    try:
-        algorithm = build_algorithm(RunConfig.from_dict(ckpt.meta["config"], source=str(path)))
-    except ImportError as err:  # a task family of an optional extra (HalfCheetah: learnfast[rl]) that is not installed
-        pytest.skip(str(err))
+    cfg = RunConfig.from_dict(ckpt.meta["config"], source=str(path))
+    skip_without_simulators(cfg.data.dataset)
+    algorithm = build_algorithm(cfg)
     algorithm.load_state_dict(ckpt.weights)  # strict: a missing or unexpected key raises
