@@ -400,3 +400,26 @@ def test_reptile_minibatches_come_from_the_trainer_generator_and_resume_exactly(
     different = Trainer(other, tmp_path / "c", progress=False)
     different.fit()
     assert not all(torch.equal(different.algorithm.state_dict()[k], v) for k, v in straight.algorithm.state_dict().items())
+
+
+def test_validate_first_scores_the_starting_weights(tmp_path):
+    """train.validate_first: iteration 0 is validated and can be best; training itself is unchanged."""
+    plain = Trainer(sinusoid_cfg(iterations=6), tmp_path / "plain", progress=False)
+    plain.fit()
+    first = Trainer(sinusoid_cfg(iterations=6, validate_first=True), tmp_path / "first", progress=False)
+    untrained = Trainer(sinusoid_cfg(), tmp_path / "untrained", progress=False).validate().mean
+    first.fit()
+    log = read_log(tmp_path / "first" / "metrics.jsonl")
+    assert log[0] == {"iteration": 0, "val_mse": pytest.approx(untrained), "val_ci95": pytest.approx(log[0]["val_ci95"])}
+    assert log[1:] == read_log(tmp_path / "plain" / "metrics.jsonl")
+    for k, v in plain.algorithm.state_dict().items():  # validation draws nothing from the training generator
+        assert torch.equal(first.algorithm.state_dict()[k], v), k
+
+    worse = sinusoid_cfg(iterations=6, validate_first=True, lr=1.0)  # every step makes it worse: the start stays best
+    summary = Trainer(worse, tmp_path / "worse", progress=False).fit()
+    assert summary["best_iteration"] == 0 and summary["best_score"] == pytest.approx(untrained)
+    assert load_checkpoint(tmp_path / "worse" / "best.safetensors").meta["iteration"] == 0
+
+    again = Trainer(sinusoid_cfg(iterations=8, validate_first=True), tmp_path / "first", progress=False)
+    again.fit(resume=True)  # a resumed run does not validate iteration 0 again
+    assert [r["iteration"] for r in read_log(tmp_path / "first" / "metrics.jsonl")].count(0) == 1

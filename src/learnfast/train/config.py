@@ -66,6 +66,7 @@ class TrainConfig:
     hard_task_every: int = at_least(0, 0)  # every this many meta-batches, one of hard tasks (Sun et al. 2019; 0: never)
     precision: str = "fp32"  # fp32 | bf16 (autocast of the training step; evaluation stays fp32)
     val_every: int = at_least(1, 500)
+    validate_first: bool = False  # also validate the starting weights (iteration 0) as a candidate for best.safetensors
     val_episodes: int = at_least(1, 200)
     checkpoint_every: int = at_least(1, 100)
     keep_every: int = at_least(0, 0)  # also keep the weights every this many iterations in snapshots/ (weight averaging; 0: never)

@@ -4,7 +4,8 @@
     a classifier over all training classes, mini-batch by mini-batch (``pretrain.py``); validated
     once, at its end.
 ``meta``: sample a meta-batch (hard ones every ``hard_task_every``, ``hard_tasks.py``), meta_loss,
-    backward, outer step; validated every ``val_every`` iterations.
+    backward, outer step; validated every ``val_every`` iterations (and before the first with
+    ``train.validate_first``).
 
 Writes to ``out_dir``: ``last.safetensors`` (everything needed to resume, in either phase, every
 ``checkpoint_every`` iterations of it and at its end), ``best.safetensors`` (weights + config of the
@@ -323,7 +324,10 @@ class Trainer:
         desc = self.cfg.name if phase == META else f"{self.cfg.name} ({phase})"
         bar = tqdm(total=total, initial=self._done(), desc=desc, unit="it", disable=not self.progress)
         record: dict[str, Any] = {}
-        if self.validation_pending:  # a signal cut the last validation short: it comes first
+        # a signal cut the last validation short, or the starting weights (a tuned rule, a pretrained init)
+        # are a candidate for best.safetensors: validated before the first step
+        start = phase == META and t.validate_first and self._done() == 0 and self.best_iteration != 0
+        if self.validation_pending or start:
             record = {"iteration": self._done(), **({"phase": phase} if phase == PRETRAIN else {})}
             self._validate_into(record)
             self._save_last()
