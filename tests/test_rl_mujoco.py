@@ -81,3 +81,20 @@ def test_ml1_reach_tasks_set_the_goal_and_reward_is_meta_worlds():
         assert reward[0, 1].item() == pytest.approx(float(expected), rel=1e-4)
     assert envs.successes.shape == (1, 2)
     envs.close()
+
+
+def test_ml1_reach_goals_pass_the_environments_own_reset_condition():
+    """reach-v3 resets by redrawing until goal and object are 0.15 apart; under a fixed task vector that
+    fails it, reset never returns, so every sampled task must already pass."""
+    pytest.importorskip("metaworld")
+    from learnfast.rl import ML1Reach
+
+    family = ML1Reach()
+    params = family.sample_params(500, torch.Generator().manual_seed(0))
+    assert params.shape == (500, 6)
+    assert ((params[:, :2] - params[:, 3:5]).norm(dim=1) >= 0.15).all()
+    again = family.sample_params(500, torch.Generator().manual_seed(0))
+    assert torch.equal(params, again)  # seeded: the held-out goals are fixed
+    envs = family.make_envs(params[:8], trajectories=1)  # 2 of the first 8 unfiltered draws of this seed hang reset
+    assert envs.reset(torch.arange(8)).shape == (8, 1, 39)
+    envs.close()

@@ -3,8 +3,10 @@ the ``metaworld`` package (needs ``learnfast[rl]``).
 
 A task is the environment's randomisation vector ``(6,)``: the object's start position (3, unused by
 reach) and the goal position (3), drawn uniformly from the environment's own ``_random_reset_space``
-(``[-0.1, 0.6, 0.02] .. [0.1, 0.7, 0.02]`` and ``[-0.1, 0.8, 0.05] .. [0.1, 0.9, 0.3]``), as ML1 draws
-its train and test goals; held-out tasks are fresh draws under their own seeds. Observations are
+(``[-0.1, 0.6, 0.02] .. [0.1, 0.7, 0.02]`` and ``[-0.1, 0.8, 0.05] .. [0.1, 0.9, 0.3]``) and kept when the
+goal is at least 0.15 from the object in x, y (the condition of reach-v3's own reset, which redraws
+forever under a fixed vector that fails it), as ML1 draws its train and test goals; held-out tasks are
+fresh draws under their own seeds. Observations are
 Meta-World's 39-d partially observable ones (the goal coordinates are zeros), actions 4-d in
 ``[-1, 1]``, the reward Meta-World's own dense ``reach-v3`` reward, 500-step trajectories (its
 ``max_path_length``), 10 per task. ``successes`` holds whether each trajectory has reached the goal
@@ -23,6 +25,7 @@ from .family import TaskFamily
 from .simulators import require
 
 ENV_NAME = "reach-v3"
+MIN_GOAL_DISTANCE = 0.15  # reach-v3's reset_model: goal and object at least this far apart in x, y
 
 
 def _reach_class():
@@ -84,7 +87,11 @@ class ML1Reach(TaskFamily):
 
     def sample_params(self, count: int, generator: torch.Generator) -> Tensor:
         low, high = (torch.as_tensor(b, dtype=torch.float32) for b in _reset_space())
-        return low + (high - low) * torch.rand(count, low.numel(), generator=generator)
+        kept = torch.empty(0, low.numel())
+        while len(kept) < count:  # reach-v3's reset redraws until the goal is MIN_GOAL_DISTANCE from the object: a
+            draws = low + (high - low) * torch.rand(count, low.numel(), generator=generator)  # fixed vector under it loops forever
+            kept = torch.cat([kept, draws[(draws[:, :2] - draws[:, 3:5]).norm(dim=1) >= MIN_GOAL_DISTANCE]])
+        return kept[:count]
 
     def make_envs(self, params: Tensor, trajectories: int) -> ReachEnvs:
         return ReachEnvs(params, trajectories)
