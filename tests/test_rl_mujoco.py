@@ -70,7 +70,7 @@ def test_ml1_reach_tasks_set_the_goal_and_reward_is_meta_worlds():
     envs = family.make_envs(params, trajectories=2)
     first = envs.reset(torch.tensor([3]))
     assert first.shape == (1, 2, 39) and torch.all(first[..., -3:] == 0)  # partially observable: the goal is hidden
-    reference = envs.envs.envs[1]
+    reference = envs.envs[1]
     assert np.allclose(reference._target_pos, params[0, 3:].double().numpy(), atol=1e-6)
     assert isinstance(reference, _reach_class())
     actions = torch.randn(3, 1, 2, 4, generator=torch.Generator().manual_seed(1))
@@ -98,3 +98,31 @@ def test_ml1_reach_goals_pass_the_environments_own_reset_condition():
     envs = family.make_envs(params[:8], trajectories=1)  # 2 of the first 8 unfiltered draws of this seed hang reset
     assert envs.reset(torch.arange(8)).shape == (8, 1, 39)
     envs.close()
+
+
+def test_ml1_reach_environments_reused_from_the_pool_behave_as_new_ones():
+    pytest.importorskip("metaworld")
+    from learnfast.rl import ML1Reach
+    from learnfast.rl.metaworld_ml1 import _POOL
+
+    family = ML1Reach()
+    params = family.sample_params(2, torch.Generator().manual_seed(5))
+    actions = torch.randn(20, 2, 2, 4, generator=torch.Generator().manual_seed(6)).clamp(-1, 1)
+
+    def run(p):
+        envs = family.make_envs(p, trajectories=2)
+        out = [envs.reset(torch.tensor([1, 2]))]
+        for a in actions:
+            out += envs.step(a)  # observations, rewards
+        built = list(envs.envs)
+        envs.close()
+        return out, built
+
+    _POOL.clear()
+    fresh, built = run(params)
+    other, _ = run(params.flip(0))  # the pooled environments under the other goals
+    again, rebuilt = run(params)  # and back: the same simulators as the first run
+    assert {id(e) for e in rebuilt} == {id(e) for e in built}
+    for a, b in zip(fresh, again):
+        assert torch.equal(a, b)
+    assert not torch.equal(fresh[-1], other[-1])

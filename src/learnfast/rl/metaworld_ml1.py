@@ -25,6 +25,7 @@ from .family import TaskFamily
 from .simulators import require
 
 ENV_NAME = "reach-v3"
+_POOL: list = []  # built reach environments that no ReachEnvs holds (see ReachEnvs)
 MIN_GOAL_DISTANCE = 0.15  # reach-v3's reset_model: goal and object at least this far apart in x, y
 
 
@@ -42,41 +43,41 @@ def _reset_space() -> tuple[np.ndarray, np.ndarray]:
 
 
 class ReachEnvs:
-    """``B`` goals x ``N`` trajectories of Meta-World reach in one synchronous gymnasium vector env."""
+    """``B`` goals x ``N`` trajectories of Meta-World reach, stepped one environment after another.
+
+    Building a reach environment costs about 0.3 s (a MuJoCo model), more than 500 of its steps, so
+    closed environments go back to a pool and the next sampling sets its task on them (``set_task``;
+    ``reset`` then restores the whole simulator state, so a reused environment behaves as a new one).
+    """
 
     def __init__(self, params: Tensor, trajectories: int) -> None:
-        gym = require("gymnasium", "ml1-reach")
         types = require("metaworld.types", "ml1-reach")
         cls = _reach_class()
         self.shape = (params.shape[0], trajectories)
-
-        def make(vector):
-            def build():
-                env = cls()
-                env.set_task(types.Task(env_name=ENV_NAME, data=pickle.dumps(
-                    {"rand_vec": vector, "env_cls": cls, "partially_observable": True})))
-                return env
-            return build
-
-        vectors = [p.double().numpy() for p in params for _ in range(trajectories)]
-        self.envs = gym.vector.SyncVectorEnv([make(v) for v in vectors])
+        self.envs = [_POOL.pop() if _POOL else cls() for _ in range(params.shape[0] * trajectories)]
+        for env, vector in zip(self.envs, [p.double().numpy() for p in params for _ in range(trajectories)]):
+            env.set_task(types.Task(env_name=ENV_NAME, data=pickle.dumps(
+                {"rand_vec": vector, "env_cls": cls, "partially_observable": True})))
         self.successes = torch.zeros(self.shape, dtype=torch.bool)
 
     def reset(self, seeds: Tensor) -> Tensor:
         base = seeds.reshape(-1, 1).to(torch.int64) % 2**31
-        obs, _ = self.envs.reset(seed=((base * 7919 + torch.arange(self.shape[1])) % 2**31).flatten().tolist())
+        env_seeds = ((base * 7919 + torch.arange(self.shape[1])) % 2**31).flatten().tolist()
+        obs = [env.reset(seed=seed)[0] for env, seed in zip(self.envs, env_seeds)]
         self.successes = torch.zeros(self.shape, dtype=torch.bool)
-        return torch.as_tensor(obs, dtype=torch.float32).view(*self.shape, -1)
+        return torch.as_tensor(np.stack(obs), dtype=torch.float32).view(*self.shape, -1)
 
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor]:
         clipped = actions.clamp(-1.0, 1.0).reshape(-1, actions.shape[-1]).double().numpy()
-        obs, reward, _, _, info = self.envs.step(clipped)
-        self.successes |= torch.as_tensor(info["success"] > 0).view(self.shape)
-        return (torch.as_tensor(obs, dtype=torch.float32).view(*self.shape, -1),
-                torch.as_tensor(reward, dtype=torch.float32).view(self.shape))
+        results = [env.step(a) for env, a in zip(self.envs, clipped)]
+        success = torch.as_tensor([info["success"] > 0 for *_, info in results])
+        self.successes |= success.view(self.shape)
+        return (torch.as_tensor(np.stack([r[0] for r in results]), dtype=torch.float32).view(*self.shape, -1),
+                torch.as_tensor([r[1] for r in results], dtype=torch.float32).view(self.shape))
 
     def close(self) -> None:
-        self.envs.close()
+        _POOL.extend(self.envs)
+        self.envs = []
 
 
 class ML1Reach(TaskFamily):
