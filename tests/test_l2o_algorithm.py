@@ -83,6 +83,10 @@ def test_bad_settings_are_clear_errors():
         L2O("quadratic", activation="relu")
     with pytest.raises(ValueError, match="unknown rule"):
         L2O("quadratic", rule="adam")
+    with pytest.raises(ValueError, match=r'objective="final" back-propagates the whole run: set unroll >= inner_steps \(100\), got 20'):
+        L2O("quadratic", objective="final")
+    with pytest.raises(ValueError, match="unknown objective"):
+        L2O("quadratic", objective="sum")
     cfg = load_config("l2o-quadratic")
     cfg.data.dataset = "sinusoid"
     with pytest.raises(ConfigError, match="learns an optimizer from optimization problems"):

@@ -166,6 +166,48 @@ def test_meta_gradient_matches_finite_differences(rule, unroll, second_order):
                 assert result.grads[key].view(-1)[i].item() == pytest.approx(numeric.item(), rel=1e-5, abs=1e-8), (key, i)
 
 
+@pytest.mark.parametrize("rule, second_order", [("lstm", True), ("momentum-lstm", False)])
+def test_final_objective_meta_gradient_matches_finite_differences(rule, second_order):
+    """objective="final": d f(theta_T) / d phi, f on all of each problem's examples, through the whole run."""
+    net, optimizee, problems = tiny_case(rule)
+    meta_params = dict(net.named_parameters())
+    result = meta_gradient(optimizee, problems, learned_rule(net), meta_params, STEPS, STEPS, second_order, objective="final")
+    frozen = frozen_run(net, optimizee, problems)
+    f = lambda p, w, y: squared_error(w @ p, y)
+
+    def final_loss(phi):
+        total = 0.0
+        for b in range(2):
+            w, y = problems.support_x[b], problems.support_y[b]
+            theta, state = frozen["theta"][b][0], frozen["state"][b][0]
+            for t in range(STEPS):
+                update, state = functional_call(net, phi, (grad(f)(theta, w, y) if second_order else frozen["grads"][b][t], state))
+                theta = theta + update
+            total = total + f(theta, w, y) / 2
+        return total
+
+    phi = {k: v.detach().clone() for k, v in meta_params.items()}
+    with torch.no_grad():
+        torch.testing.assert_close(result.loss, final_loss(phi))
+        for key in phi:
+            flat = phi[key].view(-1)
+            for i in range(0, flat.numel(), max(1, flat.numel() // 3)):
+                flat[i] += 1e-6
+                up = final_loss(phi)
+                flat[i] -= 2e-6
+                down = final_loss(phi)
+                flat[i] += 1e-6
+                assert result.grads[key].view(-1)[i].item() == pytest.approx(((up - down) / 2e-6).item(), rel=1e-5, abs=1e-8), (key, i)
+
+
+def test_final_objective_needs_the_whole_run():
+    net, optimizee, problems = tiny_case()
+    with pytest.raises(ValueError, match="unroll=2 must be >= steps=4"):
+        meta_gradient(optimizee, problems, learned_rule(net), dict(net.named_parameters()), STEPS, 2, objective="final")
+    with pytest.raises(ValueError, match="unknown objective 'last'"):
+        meta_gradient(optimizee, problems, learned_rule(net), dict(net.named_parameters()), STEPS, STEPS, objective="last")
+
+
 def test_first_and_second_order_differ_and_both_are_finite():
     net, optimizee, problems = tiny_case()
     meta_params = dict(net.named_parameters())

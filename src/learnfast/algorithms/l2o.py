@@ -24,7 +24,7 @@ from ..optim.families import build_optimizee
 from ..optim.lstm import HIDDEN, OUTPUT_SCALE, P, LSTMOptimizer, learned_rule
 from ..optim.momentum_lstm import MomentumLSTM
 from ..optim.rates import CoordinateRates
-from ..optim.unroll import meta_gradient, run
+from ..optim.unroll import OBJECTIVES, meta_gradient, run
 from .base import Algorithm, MetaOutput
 
 RULES = ("lstm", "momentum-lstm", "rates")
@@ -58,6 +58,9 @@ class L2O(Algorithm):
             meta-gradients into one outer step; ``"one"``: it back-propagates one truncation, picked
             by the first problem's seed, after replaying the steps before it without a graph, so the
             trainer takes an outer step per truncation, as the paper does (each on fresh problems).
+        objective: the meta-loss: ``"mean"`` (the paper's: the mean loss over the run's steps) or
+            ``"final"`` (the score: the loss on all of a problem's examples after ``inner_steps``; the
+            whole run is back-propagated, so ``unroll`` must be ``>= inner_steps``).
 
     Example:
         >>> from learnfast.optim import QuadraticProblems
@@ -91,10 +94,15 @@ class L2O(Algorithm):
         unroll: int = 20,
         second_order: bool = False,
         truncations: str = "all",
+        objective: str = "mean",
     ) -> None:
         super().__init__(loss="mse" if optimizee == "quadratic" else "cross_entropy", strategy="loop")
         if rule not in RULES:
             raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
+        if objective == "final" and unroll < inner_steps:
+            raise ValueError(f'objective="final" back-propagates the whole run: set unroll >= inner_steps ({inner_steps}), got {unroll}')
         if truncations not in TRUNCATIONS:
             raise ValueError(f"unknown truncations {truncations!r}; choose one of {TRUNCATIONS}")
         if inner_steps < 1 or unroll < 1 or (eval_inner_steps is not None and eval_inner_steps < 0):
@@ -110,6 +118,7 @@ class L2O(Algorithm):
         self.optimizee_args = {"hidden": optimizee_hidden, "activation": activation, "batch_size": batch_size}
         self.optimizee = build_optimizee(optimizee, **self.optimizee_args)  # a plain object: its weights are no meta-parameters
         self.rule_name, self.unroll, self.second_order, self.truncations = rule, unroll, second_order, truncations
+        self.objective = objective
         self.inner_steps, self.eval_inner_steps = inner_steps, inner_steps if eval_inner_steps is None else eval_inner_steps
         if rule == "lstm":
             self.network = LSTMOptimizer(lstm_hidden or HIDDEN, p=preprocess_p or P, output_scale=output_scale or OUTPUT_SCALE)
@@ -136,7 +145,8 @@ class L2O(Algorithm):
         truncations summed, or one). Deterministic given the batch.
 
         The value is the mean mini-batch loss over problems and the back-propagated steps;
-        ``predictions`` are each problem's mini-batch loss at the last of them ``(B, 1)``.
+        ``predictions`` are each problem's mini-batch loss at the last of them ``(B, 1)``
+        (``objective="final"``: both are the loss on all of a problem's examples at the end).
         """
         check_batch(batch)
         meta_params = self.meta_params()
@@ -144,7 +154,7 @@ class L2O(Algorithm):
         if self.truncations == "one":  # the seeds are uniform draws, so the truncation is too
             only = int(batch.query_x[0, 0]) % -(-self.inner_steps // self.unroll)
         result = meta_gradient(self.optimizee, batch, self.rule(), meta_params, self.inner_steps, self.unroll,
-                               self.second_order, only)
+                               self.second_order, only, self.objective)
         surrogate = sum(((meta_params[k] * g).sum() for k, g in result.grads.items()), result.loss.new_zeros(()))
         return MetaOutput(surrogate - surrogate.detach() + result.loss, result.final.unsqueeze(1))
 

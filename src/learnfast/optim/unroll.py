@@ -9,6 +9,8 @@ weights ``w_t = 1``), back-propagated through the unrolled optimization in trunc
 ``unroll`` steps: parameters and rule state are detached between truncations, and each truncation's
 meta-gradient runs through its own steps only. The optimizee's gradients are inputs to the rule
 and are treated as constants (the paper drops the second-order terms) unless ``second_order``.
+``objective="final"`` replaces the paper's meta-loss by the score itself, each problem's loss on all
+its examples at ``theta_steps``, back-propagated through the whole run (one truncation).
 """
 from __future__ import annotations
 
@@ -72,8 +74,11 @@ class MetaGradient(NamedTuple):
     final: Tensor
 
 
+OBJECTIVES = ("mean", "final")
+
+
 def meta_gradient(optimizee: Optimizee, problems: Task, rule: InnerOptimizer, meta_params: Params, steps: int,
-                  unroll: int, second_order: bool = False, only: int | None = None) -> MetaGradient:
+                  unroll: int, second_order: bool = False, only: int | None = None, objective: str = "mean") -> MetaGradient:
     """Truncated back-propagation through ``steps`` steps of ``rule`` (module docstring).
 
     Args:
@@ -86,9 +91,16 @@ def meta_gradient(optimizee: Optimizee, problems: Task, rule: InnerOptimizer, me
         second_order: keep the optimizee's gradients in the graph (their Hessian terms).
         only: back-propagate truncation ``only`` (0-based) alone: the steps before it run without a
             graph, the run stops after it; the value is then the mean loss over its steps.
+        objective: ``"mean"`` (the paper's meta-loss) or ``"final"`` (the loss on all examples at
+            ``theta_steps``; the value and ``final`` are then that loss; needs ``unroll >= steps``).
     """
     if steps < 1 or unroll < 1:
         raise ValueError(f"steps and unroll must be >= 1, got steps={steps}, unroll={unroll}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
+    if objective == "final" and unroll < steps:
+        raise ValueError(f'objective="final" back-propagates the whole run: unroll={unroll} must be >= steps={steps} '
+                         "(earlier truncations would get no meta-gradient)")
     params = optimizee.initial_params(problems)
     order = optimizee.batch_order(problems, steps + 1)
     state = rule.init(params)
@@ -109,11 +121,15 @@ def meta_gradient(optimizee: Optimizee, problems: Task, rule: InnerOptimizer, me
         truncation = 0.0
         for step in range(start, stop):
             losses, grads = _losses_and_grads(optimizee, params, *optimizee.batch(problems, order, step), create_graph=second_order)
-            if step > start:  # theta_start is detached: its loss has no meta-gradient (and was counted before)
+            if step > start and objective == "mean":  # theta_start is detached: its loss has no meta-gradient (and was counted before)
                 truncation = truncation + losses.mean()
             params, state = rule.update(grads, state, params, step)
-        final = optimizee.losses(params, *optimizee.batch(problems, order, stop))
-        truncation = (truncation + final.mean()) / (steps if only is None else stop - start)
+        if objective == "final":
+            final = optimizee.losses(params, problems.support_x, problems.support_y)
+            truncation = final.mean()
+        else:
+            final = optimizee.losses(params, *optimizee.batch(problems, order, stop))
+            truncation = (truncation + final.mean()) / (steps if only is None else stop - start)
         grads = torch.autograd.grad(truncation, list(meta_params.values()), allow_unused=True)
         for k, g in zip(meta_params, grads):
             if g is not None:
