@@ -32,13 +32,14 @@ def meta_gradient(algorithm, batch) -> dict[str, torch.Tensor]:
 def meta_loss_along(algorithm, batch, direction: dict[str, torch.Tensor], h: float) -> float:
     """The meta-loss with the weights moved by ``h`` along ``direction`` (then restored)."""
     params = dict(algorithm.named_parameters())
+    saved = {k: params[k].detach().clone() for k in direction}
     with torch.no_grad():
         for k, d in direction.items():
             params[k].add_(d, alpha=h)
     value = algorithm.meta_loss(batch).loss.item()  # meta_loss differentiates inside: no no_grad around it
     with torch.no_grad():
-        for k, d in direction.items():
-            params[k].sub_(d, alpha=h)
+        for k, v in saved.items():
+            params[k].copy_(v)  # exactly: x + h d - h d need not be x, and a head at 0 must stay at 0
     return value
 
 
