@@ -131,7 +131,21 @@ def test_eval_report_compares_with_tuned_baselines(tmp_path, monkeypatch, rule, 
     for row in (name, "SGD", "SGD+Nesterov", "RMSprop", "Adam", "loss @ 10 steps", "loss @ 20 steps"):
         assert row in table
     assert set(report["beats_tuned_adam"]) == {"10 steps", "20 steps"}
+    assert set(report["against_best_baseline"]) == {"10 steps", "20 steps"}
     assert (tmp_path / report["curves_png"]).stat().st_size > 1000
+
+
+def test_against_best_pairs_the_learned_rule_with_the_lowest_baseline_problem_by_problem():
+    from learnfast.optim.compare import Curve, against_best
+
+    learned = Curve("learned", None, torch.tensor([[5.0, 5.0, 5.0, 5.0], [1.0, 2.0, 3.0, 4.0]]))
+    worse = Curve("SGD", 0.1, torch.tensor([[5.0] * 4, [9.0] * 4]))
+    best = Curve("Adam", 0.01, torch.tensor([[5.0] * 4, [2.0, 2.0, 2.0, 6.0]]))
+    result = against_best([learned, worse, best], 1)
+    differences = torch.tensor([1.0, 0.0, -1.0, 2.0], dtype=torch.float64)  # Adam - learned
+    assert result["baseline"] == "Adam" and result["fraction_lower"] == 0.5
+    assert result["mean_difference"] == pytest.approx(0.5)
+    assert result["ci95"] == pytest.approx(1.96 * differences.std().item() / 2)
 
 
 def test_a_trained_momentum_lstm_loads_into_learned_optimizer(tmp_path):

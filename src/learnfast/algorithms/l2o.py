@@ -19,7 +19,7 @@ from torch import Tensor
 from ..inner import InnerOptimizer
 from ..protocol import fixed_episodes
 from ..tasks import Task, check_batch
-from ..optim.compare import beats, compare, plot, table
+from ..optim.compare import against_best, beats, compare, plot, table
 from ..optim.families import build_optimizee
 from ..optim.lstm import HIDDEN, OUTPUT_SCALE, P, LSTMOptimizer, learned_rule
 from ..optim.momentum_lstm import MomentumLSTM
@@ -174,6 +174,7 @@ class L2O(Algorithm):
             "comparison": "\n" + table(curves, (horizon, steps)),
             "curves_png": str(png),
             "beats_tuned_adam": {f"{s} steps": beats(curves, s) for s in (horizon, steps)},
+            "against_best_baseline": {f"{s} steps": against_best(curves, s) for s in (horizon, steps)},
         }
         if self.optimizee_name == "mlp":
             report["generalisation"] = self._generalisation(problems, tuning, steps, horizon)

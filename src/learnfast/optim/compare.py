@@ -47,6 +47,17 @@ def beats(curves: list[Curve], step: int, reference: str = "Adam") -> float:
     return (curves[0].losses[step] < other.losses[step]).double().mean().item()
 
 
+def against_best(curves: list[Curve], step: int) -> dict[str, float | str]:
+    """The first (learned) rule against the baseline with the lowest mean loss at ``step``, problem by problem:
+    the mean of (baseline - learned) with its 95% CI (positive: the learned rule is lower) and the fraction of
+    problems on which the learned rule is lower."""
+    best = min(curves[1:], key=lambda c: c.losses[step].mean().item())
+    difference = best.losses[step] - curves[0].losses[step]
+    paired = EvalResult("final_loss", difference.double())
+    return {"baseline": best.name, "mean_difference": paired.mean, "ci95": paired.ci95,
+            "fraction_lower": (difference > 0).double().mean().item()}
+
+
 def diverged(curve: Curve) -> int:
     """Runs whose final loss is not finite or above their initial loss."""
     final = curve.losses[-1]
