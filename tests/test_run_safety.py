@@ -118,7 +118,7 @@ def test_an_infinite_rate_is_refused_before_training(tmp_path):
 
 def test_a_run_that_ends_near_chance_warns(tmp_path, data_root):
     result = run("train", "protonet-omniglot-5w1s", "--iterations", "30", "--val-every", "30", "--val-episodes", "20",
-                 "--set", "model.hidden=8", "--set", "train.lr=1e6", "--meta-batch", "1", "--data-root", str(data_root),
+                 "--set", "model.hidden=1", "--set", "train.lr=1e6", "--meta-batch", "1", "--data-root", str(data_root),
                  "--no-progress", "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     assert "warning:" in result.stderr and "near chance (20.0 % at 5 ways): the run did not learn" in result.stderr
