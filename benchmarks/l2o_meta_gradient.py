@@ -74,6 +74,7 @@ def main() -> None:
     base = algorithm.meta_loss(batch).loss.item()
     report = {"checkpoint": args.checkpoint, "problems": args.problems, "objective": algorithm.objective,
               "unroll": algorithm.unroll, "meta_loss": base, "slopes": {}}
+    configured = algorithm.second_order
     for order, second in (("first order", False), ("second order", True)):
         algorithm.second_order = second
         g = meta_gradient(algorithm, batch)
@@ -81,7 +82,7 @@ def main() -> None:
         direction = {k: -v / norm for k, v in g.items()}
         report["slopes"][order] = {"gradient_norm": norm, "predicted_change_per_h": -norm,
                                    "measured_change": {h: meta_loss_along(algorithm, batch, direction, h) - base for h in args.steps}}
-    algorithm.second_order = config.algorithm.get("second_order", False)
+    algorithm.second_order = configured  # the agreement check uses the checkpoint's own meta-gradient
     if args.batches:
         report["agreement"] = agreement(algorithm, source, args.batches, config.train.meta_batch, args.seed + 1)
     if args.json:

@@ -88,9 +88,11 @@ class ML1Reach(TaskFamily):
 
     def sample_params(self, count: int, generator: torch.Generator) -> Tensor:
         low, high = (torch.as_tensor(b, dtype=torch.float32) for b in _reset_space())
+        # reach-v3's reset redraws until the goal is MIN_GOAL_DISTANCE from the object: under a fixed task
+        # vector closer than that it loops forever, so such vectors are never handed out
         kept = torch.empty(0, low.numel())
-        while len(kept) < count:  # reach-v3's reset redraws until the goal is MIN_GOAL_DISTANCE from the object: a
-            draws = low + (high - low) * torch.rand(count, low.numel(), generator=generator)  # fixed vector under it loops forever
+        while len(kept) < count:
+            draws = low + (high - low) * torch.rand(count, low.numel(), generator=generator)
             kept = torch.cat([kept, draws[(draws[:, :2] - draws[:, 3:5]).norm(dim=1) >= MIN_GOAL_DISTANCE]])
         return kept[:count]
 
