@@ -17,6 +17,7 @@ from .mtl import MTL
 from .protonet import ProtoNet
 from .relation import RelationNet
 from .reptile import Reptile
+from .reptile_rl import ReptileRL
 from .siamese import SiameseNet
 from .tadam import TADAM
 
@@ -36,8 +37,9 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
     "protonet": ProtoNet,
     "relation": RelationNet,
     "reptile": Reptile,
+    "reptile-rl": ReptileRL,
     "siamese": SiameseNet,
     "tadam": TADAM,
 }
 
-__all__ = ["ALGORITHMS", "ANIL", "Algorithm", "Baseline", "L2O", "MAML", "MAMLRL", "MANN", "MatchingNet", "MeLU", "MetaNet", "MetaLSTM", "MetaOutput", "MetaSGD", "MTL", "ProtoNet", "RelationNet", "Reptile", "SiameseNet", "TADAM"]
+__all__ = ["ALGORITHMS", "ANIL", "Algorithm", "Baseline", "L2O", "MAML", "MAMLRL", "MANN", "MatchingNet", "MeLU", "MetaNet", "MetaLSTM", "MetaOutput", "MetaSGD", "MTL", "ProtoNet", "RelationNet", "Reptile", "ReptileRL", "SiameseNet", "TADAM"]

@@ -130,23 +130,24 @@ class MAMLRL(Algorithm):
         return sgd(self.inner_lr * (self.later_steps_scale if step > 0 else 1.0))
 
     def rounds(self, batch: Task, steps: int, params: Params, memory: str,
-               timer: dict[str, float] | None = None) -> tuple[list[Params], list[Trajectories]]:
+               timer: dict[str, float] | None = None, sample_last: bool = True) -> tuple[list[Params], list[Trajectories]]:
         """Samples trajectories, takes an inner step, samples again, ``steps`` times from ``params``.
 
         Returns each task's adapted parameters and the ``steps + 1`` rounds of trajectories (round
-        ``k`` from the policy after ``k`` steps); the parameters are differentiable w.r.t. ``params``
-        as ``memory`` says (``learnfast.inner``).
+        ``k`` from the policy after ``k`` steps; ``sample_last=False``: the first ``steps``, the adapted
+        policies are not rolled out); the parameters are differentiable w.r.t. ``params`` as ``memory``
+        says (``learnfast.inner``).
         """
         goals, seeds = task_params(batch), task_seeds(batch)
         envs = self.family.make_envs(goals, self.trajectories)
         fast, rounds = [params] * batch.batch_size, []
         try:
-            for step in range(steps + 1):
+            for step in range(steps + 1 if sample_last else steps):
                 stacked = {k: torch.stack([f[k] for f in fast]) for k in params}
                 rounds.append(rollout(envs, self.model, stacked, seeds, step, self.family.horizon,
                                       goals if self.oracle else None, timer))
                 if step == steps:
-                    break
+                    break  # the adapted policies' round
                 obs, actions = rounds[-1].observations, rounds[-1].actions
                 adv = advantages(obs, rounds[-1].rewards, self.gamma)
                 fast = [adapt(self.model, fast[i], obs[i].flatten(0, 1), pack(actions[i], adv[i]).flatten(0, 1), reinforce_loss,

@@ -16,10 +16,10 @@ from .tasks import RLTasks, task_params, task_seeds
 FAMILIES: dict[str, type[TaskFamily]] = {"nav2d": Nav2D, "cheetah-vel": CheetahVelocity, "cheetah-dir": CheetahDirection,
                                          "ml1-reach": ML1Reach}
 RL_DATASETS = {
-    "nav2d": "2D point navigation: goals uniform in [-0.5, 0.5]^2, reward -distance, 100 steps (MAML paper; algorithm maml-rl)",
-    "cheetah-vel": "MuJoCo HalfCheetah, goal velocity U[0, 2], reward -|v - g| - 0.05|a|^2, 200 steps (needs learnfast[rl]; algorithm maml-rl)",
-    "cheetah-dir": "MuJoCo HalfCheetah, direction +-1, reward d v - 0.05|a|^2, 200 steps (needs learnfast[rl]; algorithm maml-rl)",
-    "ml1-reach": "Meta-World ML1 reach-v3: hidden goals, Meta-World's dense reward, 500 steps (needs learnfast[rl]; algorithm maml-rl)",
+    "nav2d": "2D point navigation: goals uniform in [-0.5, 0.5]^2, reward -distance, 100 steps (MAML paper; algorithms maml-rl, reptile-rl)",
+    "cheetah-vel": "MuJoCo HalfCheetah, goal velocity U[0, 2], reward -|v - g| - 0.05|a|^2, 200 steps (needs learnfast[rl]; algorithms maml-rl, reptile-rl)",
+    "cheetah-dir": "MuJoCo HalfCheetah, direction +-1, reward d v - 0.05|a|^2, 200 steps (needs learnfast[rl]; algorithms maml-rl, reptile-rl)",
+    "ml1-reach": "Meta-World ML1 reach-v3: hidden goals, Meta-World's dense reward, 500 steps (needs learnfast[rl]; algorithms maml-rl, reptile-rl)",
 }
 
 

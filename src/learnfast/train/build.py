@@ -99,7 +99,8 @@ def build_algorithm(cfg: RunConfig, seed: int | None = None) -> Algorithm:
             return cls(**args)
     if cls.reinforcement != (cfg.data.dataset in RL_DATASETS):
         raise ConfigError(f"{name} {'learns a policy on a meta-RL task family' if cls.reinforcement else 'is not a meta-RL method'}; "
-                          f"dataset {cfg.data.dataset!r} does not fit it (meta-RL task families: {sorted(RL_DATASETS)}, for algorithm maml-rl)")
+                          f"dataset {cfg.data.dataset!r} does not fit it (meta-RL task families: {sorted(RL_DATASETS)}, for algorithms "
+                          f"{', '.join(sorted(n for n, c in ALGORITHMS.items() if c.reinforcement))})")
     if cls.reinforcement:  # builds its Gaussian MLP policy for the family: [model] gives its width only
         if cfg.model.backbone != "mlp" or cfg.model.freeze:
             raise ConfigError(f"{name} trains a Gaussian MLP policy: set [model] backbone = \"mlp\" (hidden = its width) and freeze = false")
