@@ -1,11 +1,13 @@
 """The MAML paper's meta-RL figure from checkpoints: average return after 0..3 policy-gradient steps.
 
-Every checkpoint (MAML, pretrained, oracle; ``learnfast train maml-rl-*``) adapts on the same fixed,
-seeded held-out tasks (``[eval] episodes`` and ``seed`` of the first checkpoint's config, test part),
-beside a randomly initialised policy; prints mean ± 95% CI per number of steps, writes the PNG and,
-with ``--json``, the figures. With ``--cache DIR`` each method's per-task curves are kept in DIR, keyed
-by the checkpoint's bytes, the tasks and the test steps, so the methods of one figure can be evaluated
-in separate runs (at different times or in parallel) and a rerun computes only what is new.
+Every checkpoint (MAML, pretrained, oracle: ``learnfast train maml-rl-*``; Reptile: ``reptile-rl-*``)
+adapts on the same fixed, seeded held-out tasks (``[eval] episodes`` and ``seed`` of the first
+checkpoint's config, test part), beside a randomly initialised policy; prints mean ± 95% CI per
+number of steps, each meta-learner's return after one step against the pretrained policy's after
+the last, and the meta-learners' paired differences; writes the PNG and, with ``--json``, the
+figures. With ``--cache DIR`` each method's per-task curves are kept in DIR, keyed by the
+checkpoint's bytes, the tasks and the test steps, so the methods of one figure can be evaluated in
+separate runs (at different times or in parallel) and a rerun computes only what is new.
 
     python benchmarks/rl_adaptation.py zoo/maml-rl-nav2d.safetensors zoo/maml-rl-nav2d-pretrained.safetensors \
         zoo/maml-rl-nav2d-oracle.safetensors --png docs/meta-rl-nav2d.png --threads 1
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 from pathlib import Path
 from typing import Callable
@@ -24,6 +27,8 @@ from learnfast.algorithms.maml_rl import RANDOM_INIT_SEED
 from learnfast.protocol import EvalResult, fixed_episodes
 from learnfast.rl.plot import by_steps, plot_adaptation, step_results
 from learnfast.train.restore import evaluation_seed, evaluation_source, restore
+
+BASELINES = ("pretrained", "oracle", "random")
 
 
 def main() -> None:
@@ -67,11 +72,20 @@ def main() -> None:
     success = step_results(curves, "success")  # Meta-World: fraction of trajectories that reached the goal
     if success:
         report["success_by_steps"] = by_steps(success)
-    if "pretrained" in results and "MAML" in results:
-        m1, p3 = results["MAML"][1], results["pretrained"][args.steps]
-        report["maml_1_step_beats_pretrained_last_step"] = m1.mean - m1.ci95 > p3.mean + p3.ci95
-        paired = EvalResult("return", (curves["MAML"]["return"][:, 1] - curves["pretrained"]["return"][:, args.steps]).double())
-        report["maml_1_step_minus_pretrained_last_step"] = {"mean": paired.mean, "ci95": paired.ci95}  # same tasks
+    learners = [name for name in results if name not in BASELINES]  # MAML, Reptile
+    lines = []
+    for name in learners if "pretrained" in results else []:
+        m1, p3 = results[name][1], results["pretrained"][args.steps]
+        beats = report[f"{name.lower()}_1_step_beats_pretrained_last_step"] = m1.mean - m1.ci95 > p3.mean + p3.ci95
+        paired = paired_difference(curves[name], curves["pretrained"], 1, args.steps)  # same tasks
+        report[f"{name.lower()}_1_step_minus_pretrained_last_step"] = paired
+        lines.append(f"{name} after 1 step beats pretrained after {args.steps} with non-overlapping CIs: {beats}"
+                     f" (paired difference on the same tasks: {paired['mean']:.2f} ± {paired['ci95']:.2f})")
+    for a, b in itertools.combinations(learners, 2):
+        diffs = [paired_difference(curves[b], curves[a], k, k) for k in range(args.steps + 1)]
+        report[f"{b.lower()}_minus_{a.lower()}_by_steps"] = {str(k): d for k, d in enumerate(diffs)}
+        lines.append(f"{b} minus {a}, paired on the same tasks, after 0..{args.steps} steps: "
+                     + " / ".join(f"{d['mean']:.2f} ± {d['ci95']:.2f}" for d in diffs))
     if args.png:
         report["png"] = str(plot_adaptation(results, args.png, f"{family}: {episodes} held-out tasks"))
     if args.json:
@@ -84,9 +98,13 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(f"{r.mean:.2f} ± {r.ci95:.2f}" for r in rs) + " |")
     for name, rs in success.items():
         print(f"| {name}, success rate | " + " | ".join(f"{100 * r.mean:.1f} ± {100 * r.ci95:.1f} %" for r in rs) + " |")
-    if "maml_1_step_beats_pretrained_last_step" in report:
-        print(f"MAML after 1 step beats pretrained after {args.steps} with non-overlapping CIs: {report['maml_1_step_beats_pretrained_last_step']}"
-              f" (paired difference on the same tasks: {paired.mean:.2f} ± {paired.ci95:.2f})")
+    print("\n".join(lines))
+
+
+def paired_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], step_a: int, step_b: int) -> dict[str, float]:
+    """Mean ± 95% CI over tasks of ``a``'s return after ``step_a`` steps minus ``b``'s after ``step_b``."""
+    paired = EvalResult("return", (a["return"][:, step_a] - b["return"][:, step_b]).double())
+    return {"mean": paired.mean, "ci95": paired.ci95}
 
 
 def random_curves(algorithm, tasks, steps: int) -> dict[str, torch.Tensor]:
