@@ -258,18 +258,19 @@ def test_configs_build_and_bad_combinations_are_errors():
         MAMLRL("nav2d", inner_steps=0, first_order=True)
 
 
-def test_train_then_eval_json_reports_returns_after_each_step(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("algorithm, curve", [("maml-rl", "MAML"), ("reptile-rl", "Reptile")])
+def test_train_then_eval_json_reports_returns_after_each_step(algorithm, curve, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     tiny = ["--set", "algorithm.trajectories=2", "--set", "model.hidden=8", "--meta-batch", "2", "--iterations", "2",
             "--val-every", "2", "--val-episodes", "2", "--no-progress", "--threads", "1"]
-    assert main(["train", "maml-rl-nav2d", "--out", str(tmp_path / "run"), *tiny]) == 0
+    assert main(["train", f"{algorithm}-nav2d", "--out", str(tmp_path / "run"), *tiny]) == 0
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "run" / "best.safetensors"), "--episodes", "3", "--json", "--no-progress"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["metric"] == "return" and report["episodes"] == 3
+    assert report["algorithm"] == algorithm and report["metric"] == "return" and report["episodes"] == 3
     by_steps = report["returns_by_steps"]
-    assert set(by_steps) == {"MAML", "random"} and set(by_steps["MAML"]) == {"0", "1", "2", "3"}
-    assert by_steps["MAML"]["3"]["mean"] == pytest.approx(report["mean"])  # forward's figure: the last step
+    assert set(by_steps) == {curve, "random"} and set(by_steps[curve]) == {"0", "1", "2", "3"}
+    assert by_steps[curve]["3"]["mean"] == pytest.approx(report["mean"])  # forward's figure: the last step
     assert (tmp_path / report["adaptation_png"]).is_file()
 
 

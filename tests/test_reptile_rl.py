@@ -80,18 +80,6 @@ def test_config_builds_and_maml_only_settings_are_errors():
         build_algorithm(cfg)
 
 
-def test_train_then_eval_json_names_the_curve_reptile(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    tiny = ["--set", "algorithm.trajectories=2", "--set", "model.hidden=8", "--meta-batch", "2", "--iterations", "2",
-            "--val-every", "2", "--val-episodes", "2", "--no-progress", "--threads", "1"]
-    assert main(["train", "reptile-rl-nav2d", "--out", str(tmp_path / "run"), *tiny]) == 0
-    capsys.readouterr()
-    assert main(["eval", str(tmp_path / "run" / "best.safetensors"), "--episodes", "3", "--json", "--no-progress"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["algorithm"] == "reptile-rl" and set(report["returns_by_steps"]) == {"Reptile", "random"}
-    assert report["returns_by_steps"]["Reptile"]["3"]["mean"] == pytest.approx(report["mean"])
-
-
 def test_adaptation_benchmark_compares_each_meta_learner_with_pretrained_and_with_each_other(tmp_path):
     tiny = ["--set", "algorithm.trajectories=2", "--set", "model.hidden=8", "--meta-batch", "2", "--iterations", "1",
             "--val-every", "1", "--val-episodes", "2", "--no-progress", "--threads", "1"]
