@@ -18,7 +18,8 @@ NOT_FEW_SHOT = {"l2o": "a learned optimizer meta-trains on optimization problems
                "melu": "a recommender: its network embeds rating-log attributes (MeLUNet) and predicts ratings; "
                        "tests/test_melu.py::test_contract_on_rating_tasks runs these checks on per-user rating tasks",
                "maml-rl": "meta-RL learns a policy on task families (learnfast.rl), not few-shot tasks of a backbone; "
-                          "tests/test_maml_rl.py::test_contract_and_seeding runs these checks on 2D navigation tasks"}
+                          "tests/test_maml_rl.py::test_contract_and_seeding runs these checks on 2D navigation tasks",
+               "reptile-rl": "meta-RL, as maml-rl: tests/test_maml_rl.py::test_contract_and_seeding covers it too"}
 NAMES = sorted(name for name in ALGORITHMS if name not in NOT_FEW_SHOT)
 
 

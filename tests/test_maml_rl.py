@@ -147,9 +147,10 @@ def test_second_order_term_matters_and_zero_steps_is_plain_policy_gradient():
         assert torch.allclose(p.grad, e, atol=1e-6)
 
 
-def test_contract_and_seeding():
+@pytest.mark.parametrize("name", ["maml-rl", "reptile-rl"])
+def test_contract_and_seeding(name):
     torch.manual_seed(0)
-    algorithm = MAMLRL("nav2d", hidden=8, trajectories=3)
+    algorithm = ALGORITHMS[name]("nav2d", hidden=8, trajectories=3)
     batch = nav_tasks(2)
     before = copy.deepcopy(algorithm.state_dict())
     out = algorithm.meta_loss(batch)
