@@ -85,6 +85,16 @@ def test_strategies_equal_the_loop(strategy):
 def test_errors():
     with pytest.raises(ValueError, match="per-step"):
         MetaLSTM(mlp(), bn="per-step")
+    with pytest.raises(ValueError, match="compiled cell under strategy='vmap'.*strategy='threads' or 'loop'"):
+        MetaLSTM(mlp(), strategy="vmap", compile_cell=True)
+
+
+def test_auto_never_puts_a_compiled_cell_under_vmap():
+    batch = blob_tasks(2, torch.Generator().manual_seed(0), dtype=DT)
+    on_gpu = lf.Task(*(t.to("meta") for t in (batch.support_x, batch.support_y, batch.query_x, batch.query_y)))
+    assert MetaLSTM(mlp(), compile_cell=True).execution_strategy(on_gpu) == "loop"
+    assert MetaLSTM(mlp()).execution_strategy(on_gpu) == "vmap"
+    assert MetaLSTM(mlp(), compile_cell=True).execution_strategy(batch) == "threads"
 
 
 @pytest.mark.parametrize("name, shots, steps", [("metalstm-omniglot-5w1s", 1, 12), ("metalstm-omniglot-5w5s", 5, 5)])
@@ -93,3 +103,20 @@ def test_registered_and_configs_build(name, shots, steps):
     cfg = load_config(name)
     metalstm = build_algorithm(cfg)
     assert isinstance(metalstm, MetaLSTM) and metalstm.inner_steps == steps and cfg.train.shots == shots
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["loop", "threads"])
+def test_compiled_cell_equals_eager(strategy):
+    """``compile_cell`` changes how the cell runs, not what it computes: same loss and meta-gradient in float64."""
+    tasks = blob_tasks(2, torch.Generator().manual_seed(2), dtype=DT)
+    eager = MetaLSTM(mlp(), inner_steps=3, strategy=strategy).double()
+    compiled = copy.deepcopy(eager)
+    compiled.compile_cell = True
+    a, b = eager.meta_loss(tasks).loss, compiled.meta_loss(tasks).loss
+    a.backward()
+    b.backward()
+    torch.testing.assert_close(b, a, atol=1e-12, rtol=1e-10)
+    for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
+        assert p.grad.abs().max() > 0, name
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-10, rtol=1e-8)

@@ -117,6 +117,20 @@ def test_resume_may_change_the_outer_schedule(tmp_path):
     assert (lrs[4], lrs[6], lrs[8]) == (1e-2, 1e-3, 5e-4)
 
 
+def test_resume_may_change_how_the_algorithm_executes(tmp_path):
+    """``algorithm.strategy`` is an execution setting: a run continued under another one goes on; a maths setting may not change."""
+    Trainer(sinusoid_cfg(iterations=4), tmp_path, progress=False).fit()
+    moved = sinusoid_cfg(iterations=8)
+    moved.algorithm["strategy"] = "loop"
+    trainer = Trainer(moved, tmp_path, progress=False)
+    trainer.fit(resume=True)
+    assert trainer.iteration == 8
+    changed = sinusoid_cfg(iterations=12)
+    changed.algorithm["inner_lr"] = 0.02
+    with pytest.raises(ValueError, match=r"different config \(algorithm\.inner_lr changed\).*algorithm\.strategy"):
+        Trainer(changed, tmp_path, progress=False).fit(resume=True)
+
+
 def test_non_finite_loss_fails_fast_and_keeps_last_checkpoint(tmp_path):
     # Adam with a huge lr makes the weights explode after the first step
     cfg = sinusoid_cfg(iterations=6, lr=1e30, checkpoint_every=1, val_every=100)

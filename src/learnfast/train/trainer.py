@@ -16,7 +16,7 @@ best validation score), ``pretrained.safetensors`` (the algorithm as pretraining
 ``last.safetensors`` in whichever phase it was written and gives the same final weights as an uninterrupted run. Only the outer schedule
 (``RESCHEDULABLE``: the number of iterations and the learning-rate schedule) may differ from the
 config the run was started with; it applies from the resumed iteration on (``metrics.jsonl`` logs
-the ``lr`` of every iteration).
+the ``lr`` of every iteration); so may how the algorithm executes (``EXECUTION``).
 """
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ PRETRAIN, META = "pretrain", "meta"
 HEAD = "pretrain_head."  # prefix of the pretraining classifier's weights in a pretrain-phase checkpoint
 SNAPSHOTS = "snapshots"  # [train] keep_every: the weights at iterations k * keep_every, as snapshots/ITERATION.safetensors
 RESCHEDULABLE = ("iterations", "lr", "lr_halve_every", "lr_anneal")  # [train] keys a --resume may change
+EXECUTION = ("strategy", "compile_cell")  # [algorithm] keys that change how a run executes, not what it computes
 
 Callback = Callable[[int, dict[str, Any]], None]
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -189,11 +190,14 @@ class Trainer:
         saved, current = RunConfig.from_dict(ckpt.meta["config"]).to_dict(), self.cfg.to_dict()
         for key in RESCHEDULABLE:  # a run may be extended, and its outer schedule changed from here on
             saved["train"].pop(key), current["train"].pop(key)
+        for key in EXECUTION:  # and moved to another way of running the same maths
+            saved["algorithm"].pop(key, None), current["algorithm"].pop(key, None)
         changed = _changed_keys(saved, current)
         if changed:
             raise ValueError(
                 f"--resume: {path} was written by a different config ({', '.join(changed)} changed); resume with "
-                f"the same config (only train.{', train.'.join(RESCHEDULABLE)} may change) or use a new --out folder"
+                f"the same config (only train.{', train.'.join(RESCHEDULABLE)} and algorithm.{', algorithm.'.join(EXECUTION)} may "
+                f"change) or use a new --out folder"
             )
         self.phase, weights = ckpt.meta.get("phase", META), ckpt.weights
         if self.phase == PRETRAIN:
