@@ -15,7 +15,6 @@ Rows, each the median of ``--rounds`` timings in one process:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
@@ -26,6 +25,8 @@ from learnfast.models.mlp import MLP
 from learnfast.optim import LearnedOptimizer, LSTMOptimizer, MomentumLSTM
 from learnfast.train.build import build_algorithm, build_source
 from learnfast.train.config import load_config
+
+from _report import print_report
 
 
 def median_seconds(fn, rounds: int) -> float:
@@ -85,11 +86,7 @@ def main() -> None:
            for c in ("l2o-quadratic", "l2o-mlp") for t in ("all", "one")},
         "threads": args.threads, "torch": torch.__version__,
     }
-    if args.json:
-        print(json.dumps(report))
-        return
-    for key, value in report.items():
-        print(f"{key}: {value}")
+    print_report(report, args.json)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ and the largest difference of the meta-gradients of the same batch.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
@@ -18,6 +17,8 @@ import torch
 
 from learnfast.train.build import build_algorithm, build_source
 from learnfast.train.config import load_config
+
+from _report import print_report
 
 
 def iteration_fn(config: str, compiled: bool):
@@ -61,11 +62,7 @@ def main() -> None:
         "max_grad": max(g.abs().max().item() for g in grads["eager"].values()),
         "threads": args.threads, "torch": torch.__version__,
     }
-    if args.json:
-        print(json.dumps(report))
-        return
-    for key, value in report.items():
-        print(f"{key}: {value}")
+    print_report(report, args.json)
 
 
 if __name__ == "__main__":
