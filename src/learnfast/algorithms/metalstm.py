@@ -71,14 +71,17 @@ def silenced():
 
 
 @functools.cache
-def compiled_cell_step():
-    """``cell_step`` through ``torch.compile`` (built on first use, one graph per task size; needs a C++ compiler on CPU).
+def compiled_cell_step(device_type: str):
+    """``cell_step`` through ``torch.compile`` for ``device_type`` (built on first use, one graph per task size).
 
     The cell is ~90 % of a Meta-LSTM iteration, a chain of small elementwise operators over every
-    coordinate that the compiler fuses (``benchmarks/metalstm_compile.py``).
+    coordinate that the compiler fuses (``benchmarks/metalstm_compile.py``). On CPU (which needs a
+    C++ compiler) the graph runs from a C++ wrapper that releases the GIL, so the ``threads``
+    strategy's workers run their cells at once (the Python wrapper holds it: two workers ran 15 %
+    slower than with the C++ one).
     """
     with silenced():
-        compiled = torch.compile(cell_step, dynamic=False)
+        compiled = torch.compile(cell_step, dynamic=False, options={"cpp_wrapper": device_type == "cpu"})
 
     def run(*args):
         with silenced():
@@ -93,7 +96,6 @@ def meta_lstm_rule(cell: MetaLearnerCell, weights: Params, compiled: bool = Fals
     flattened in key order). Uses the support loss (``uses_loss``). ``compiled``: run the cell
     through ``compiled_cell_step`` (the same values, to float rounding).
     """
-    run_cell = compiled_cell_step() if compiled else cell_step
 
     def init(params: Params) -> tuple[Tensor, ...]:
         n = sum(p.numel() for p in params.values())
@@ -105,6 +107,7 @@ def meta_lstm_rule(cell: MetaLearnerCell, weights: Params, compiled: bool = Fals
         c = torch.cat([p.reshape(-1) for p in params.values()])  # (n,)
         g = torch.cat([grads[k].reshape(-1) for k in params]).detach()
         features = torch.cat([preprocess_gradient(g), preprocess_gradient(loss.detach()).expand(len(c), 2)], -1)  # (n, 4)
+        run_cell = compiled_cell_step(c.device.type) if compiled else cell_step
         new_c, state = run_cell(cell, weights, features, state, c, g)
         sizes = [p.numel() for p in params.values()]
         return {k: v.view_as(params[k]) for k, v in zip(params, new_c.split(sizes))}, state
@@ -125,8 +128,8 @@ class MetaLSTM(Algorithm):
         bn: BatchNorm policy (``learnfast.batchnorm``); ``"transductive"``, batch statistics in
             training and test as in the paper.
         compile_cell: run the meta-learner cell through ``torch.compile`` (same values to float
-            rounding; on CPU 1.6x faster per iteration after a compile of ~20 s per task size; needs
-            a C++ compiler). Changes how a run executes, not what it computes: ``--resume`` may switch it.
+            rounding; on CPU 1.5-1.7x faster per iteration after a compile of ~20 s per task size;
+            needs a C++ compiler). Changes how a run executes, not what it computes: ``--resume`` may switch it.
 
     Example:
         >>> metalstm = MetaLSTM(Conv4(out_features=5, strided=True), inner_steps=3)
