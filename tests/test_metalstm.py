@@ -120,3 +120,28 @@ def test_compiled_cell_equals_eager(strategy):
     for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
         assert p.grad.abs().max() > 0, name
         torch.testing.assert_close(q.grad, p.grad, atol=1e-10, rtol=1e-8)
+
+
+def test_a_compiled_cell_without_a_compiler_is_a_clear_error(monkeypatch):
+    from learnfast.algorithms.metalstm import compiled_cell_step
+    monkeypatch.setenv("CXX", "no-such-compiler-xyz")
+    compiled_cell_step.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler.*'no-such-compiler-xyz'.*compile_cell=false"):
+            compiled_cell_step("cpu")
+    finally:
+        compiled_cell_step.cache_clear()
+
+
+def test_a_restored_checkpoint_runs_its_cell_eagerly(tmp_path):
+    """``compile_cell`` is how training ran: evaluating the checkpoint elsewhere must not need a compiler."""
+    from learnfast.train.checkpoint import Checkpoint, save_checkpoint
+    from learnfast.train.restore import restore
+    cfg = load_config("metalstm-omniglot-5w1s")
+    cfg.algorithm["compile_cell"] = True
+    trained = build_algorithm(cfg)
+    assert trained.compile_cell
+    save_checkpoint(tmp_path / "m.safetensors", Checkpoint(trained.state_dict(), {"config": cfg.to_dict()}))
+    restored = restore(tmp_path / "m.safetensors").algorithm
+    assert isinstance(restored, MetaLSTM) and not restored.compile_cell
+    assert all(torch.equal(v, restored.state_dict()[k]) for k, v in trained.state_dict().items())

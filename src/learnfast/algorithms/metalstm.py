@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import shutil
+import sys
 import warnings
 
 import torch
@@ -80,6 +83,11 @@ def compiled_cell_step(device_type: str):
     strategy's workers run their cells at once (the Python wrapper holds it: two workers ran 15 %
     slower than with the C++ one).
     """
+    if device_type == "cpu":
+        compiler = os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++")  # inductor's default
+        if shutil.which(compiler) is None:
+            raise RuntimeError(f"compile_cell=True on CPU needs a C++ compiler, and {compiler!r} is not on PATH: install "
+                               f"one (Debian: apt install g++) or name it in $CXX, or set algorithm.compile_cell=false")
     with silenced():
         compiled = torch.compile(cell_step, dynamic=False, options={"cpp_wrapper": device_type == "cpu"})
 
@@ -129,7 +137,8 @@ class MetaLSTM(Algorithm):
             training and test as in the paper.
         compile_cell: run the meta-learner cell through ``torch.compile`` (same values to float
             rounding; on CPU 1.5-1.7x faster per iteration after a compile of ~20 s per task size;
-            needs a C++ compiler). Changes how a run executes, not what it computes: ``--resume`` may switch it.
+            needs a C++ compiler). Changes how a run executes, not what it computes: ``--resume`` may
+            switch it, and a restored checkpoint (``learnfast eval``) runs the cell eagerly.
 
     Example:
         >>> metalstm = MetaLSTM(Conv4(out_features=5, strided=True), inner_steps=3)

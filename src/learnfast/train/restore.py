@@ -14,6 +14,7 @@ from .checkpoint import CheckpointError, load_checkpoint, restore_weights
 from .config import RunConfig
 from .distributed import resolve_device
 
+TRAINING_ONLY = ("compile_cell",)  # [algorithm] keys a restored checkpoint leaves at their defaults
 VAL_SEED = 12345  # validation episodes are fixed, and distinct from the default test seed
 PARTS = ("test", "val")
 
@@ -36,12 +37,15 @@ def restore(
     device: str | torch.device = "cpu",
 ) -> Restored:
     """Loads ``path`` (no code executed) and rebuilds its algorithm on ``device`` (``distributed.resolve_device``);
-    ``ways`` / ``shots`` / ``queries`` override the config's evaluation episodes, ``split`` its class split."""
+    ``ways`` / ``shots`` / ``queries`` override the config's evaluation episodes, ``split`` its class split;
+    ``TRAINING_ONLY`` keys of the config take their defaults."""
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt.meta.get("config"), dict):
         raise CheckpointError(f"{path}: its metadata holds no run config; it was not written by `learnfast train` "
                               f"(use a run's best.safetensors or a zoo file)")
     cfg = RunConfig.from_dict(ckpt.meta["config"], source=str(path))
+    for key in TRAINING_ONLY:  # how training ran (a compiled cell needs a compiler), not what the checkpoint is
+        cfg.algorithm.pop(key, None)
     for key, value in (("ways", ways), ("shots", shots), ("queries", queries)):
         if value is not None:
             cfg.override("eval", key, value)
