@@ -45,7 +45,7 @@ from .hard_tasks import HardTasks
 from .optim import check_optimizer, make_optimizer, scheduled_lr, set_lr
 from .precision import autocast, check_precision
 from .pretrain import Pretraining, check_pretrain
-from .restore import VAL_SEED
+from .restore import TRAINING_ONLY, VAL_SEED
 from .run_folder import RunFolderError, RunLock, check_out_folder, prepare_run_folder
 from .user_data import assign_class_split, write_class_split
 
@@ -55,7 +55,7 @@ PRETRAIN, META = "pretrain", "meta"
 HEAD = "pretrain_head."  # prefix of the pretraining classifier's weights in a pretrain-phase checkpoint
 SNAPSHOTS = "snapshots"  # [train] keep_every: the weights at iterations k * keep_every, as snapshots/ITERATION.safetensors
 RESCHEDULABLE = ("iterations", "lr", "lr_halve_every", "lr_anneal")  # [train] keys a --resume may change
-EXECUTION = ("strategy", "compile_cell")  # [algorithm] keys that change how a run executes, not what it computes
+EXECUTION = ("strategy", *TRAINING_ONLY)  # [algorithm] keys that change how a run executes, not what it computes
 
 Callback = Callable[[int, dict[str, Any]], None]
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
