@@ -1,6 +1,8 @@
 """Meta-LSTM: the cell update is a gated gradient step, the gates see the preprocessed gradient and loss,
 every strategy gives the loop's meta-gradient, and the configs build."""
 import copy
+import threading
+import warnings
 
 import pytest
 import torch
@@ -8,7 +10,7 @@ import torch.nn.functional as F
 
 import learnfast as lf
 from learnfast.algorithms import ALGORITHMS, MetaLSTM
-from learnfast.algorithms.metalstm import MetaLearnerCell, meta_lstm_rule
+from learnfast.algorithms.metalstm import MetaLearnerCell, meta_lstm_rule, silenced
 from learnfast.functional import preprocess_gradient
 from learnfast.train.build import build_algorithm
 from learnfast.train.config import load_config
@@ -145,3 +147,28 @@ def test_a_restored_checkpoint_runs_its_cell_eagerly(tmp_path):
     restored = restore(tmp_path / "m.safetensors").algorithm
     assert isinstance(restored, MetaLSTM) and not restored.compile_cell
     assert all(torch.equal(v, restored.state_dict()[k]) for k, v in trained.state_dict().items())
+
+
+def test_silencing_across_threads_restores_the_filters():
+    """Two workers enter and leave out of order (A in, B in, A out, B out): the filters hold while
+    either is inside and are the caller's own once both have left."""
+    before = list(warnings.filters)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    inside = []
+
+    def worker(enter_after, entered, leave_after, name):
+        if enter_after:
+            enter_after.wait()
+        with silenced():
+            entered.set()
+            leave_after.wait()
+            inside.append((name, len(warnings.filters) - len(before)))
+
+    a = threading.Thread(target=worker, args=(None, a_in, b_in, "a"))
+    b = threading.Thread(target=worker, args=(a_in, b_in, a_out, "b"))
+    a.start(), b.start()
+    a.join()
+    a_out.set()
+    b.join()
+    assert sorted(inside) == [("a", 2), ("b", 2)]
+    assert warnings.filters == before

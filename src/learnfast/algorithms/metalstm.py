@@ -17,6 +17,7 @@ import functools
 import os
 import shutil
 import sys
+import threading
 import warnings
 
 import torch
@@ -64,13 +65,35 @@ def cell_step(cell: MetaLearnerCell, weights: Params, features: Tensor, state: t
     return functional_call(cell, weights, (features, state, c, g))
 
 
+_silence_lock = threading.Lock()
+_silence_depth = 0  # threads inside ``silenced``
+_silence_context: warnings.catch_warnings | None = None  # open while _silence_depth > 0
+
+
 @contextlib.contextmanager
 def silenced():
-    """torch.compile's own warnings while it imports and traces (it reads ``.grad`` of non-leaf inputs)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "The .grad attribute of a Tensor that is not a leaf", UserWarning)
-        warnings.filterwarnings("ignore", "`torch.jit.script_method` is deprecated", DeprecationWarning)
+    """torch.compile's own warnings while it imports and traces (it reads ``.grad`` of non-leaf inputs).
+
+    Safe across threads (the ``threads`` strategy's workers): the first thread in installs the two
+    filters and the last one out restores the filters as they were, where nested
+    ``warnings.catch_warnings`` would restore out of order and leave one thread's filters behind.
+    """
+    global _silence_depth, _silence_context
+    with _silence_lock:
+        if _silence_depth == 0:
+            _silence_context = warnings.catch_warnings()
+            _silence_context.__enter__()
+            warnings.filterwarnings("ignore", "The .grad attribute of a Tensor that is not a leaf", UserWarning)
+            warnings.filterwarnings("ignore", "`torch.jit.script_method` is deprecated", DeprecationWarning)
+        _silence_depth += 1
+    try:
         yield
+    finally:
+        with _silence_lock:
+            _silence_depth -= 1
+            if _silence_depth == 0:
+                _silence_context.__exit__(None, None, None)
+                _silence_context = None
 
 
 @functools.cache
