@@ -1,5 +1,6 @@
 """The project's Markdown links resolve: every relative link names a file of the repository and every
 ``#anchor`` a heading of its target (GitHub's slugs), so docs moved or renamed never point nowhere."""
+import functools
 import re
 
 import pytest
@@ -17,9 +18,14 @@ def slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
 
 
+@functools.cache
+def prose(path) -> str:
+    """A page's text outside its code fences (links and headings in code are not links or headings)."""
+    return re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+
+
 def anchors(path) -> set[str]:
-    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
-    return {slug(m) for m in re.findall(r"^#+ (.+)$", text, re.M)}
+    return {slug(m) for m in re.findall(r"^#+ (.+)$", prose(path), re.M)}
 
 
 def test_slugs_follow_github():
@@ -31,9 +37,8 @@ def test_slugs_follow_github():
 
 @pytest.mark.parametrize("page", MARKDOWN, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_relative_links_resolve(page):
-    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
     broken = []
-    for target in LINK.findall(text):
+    for target in LINK.findall(prose(page)):
         if target.startswith(("http://", "https://", "mailto:")):
             continue
         path, _, anchor = target.partition("#")
